@@ -1,0 +1,369 @@
+"""Analysis: resolve a rule's expression against the model graph.
+
+A rule is turned into a *plan*: plain data naming the tables, columns, join
+and filter that the SQL compiler needs. Anything the compiler cannot keep
+exact raises :class:`RuleError`, which the system checks report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from django.core.exceptions import FieldDoesNotExist, FieldError
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.aggregates import Aggregate
+
+from dbrules.core import Derived, describe_expression
+
+LOOKUP_SEP = "__"
+
+SUPPORTED_FORMS = (
+    "Count/Sum/Min/Max over a reverse ForeignKey (optionally with filter=Q(...) on the "
+    "child's own columns)"
+)
+
+INTEGER_FIELDS = (models.IntegerField, models.BigIntegerField, models.SmallIntegerField)
+
+
+class RuleError(Exception):
+    """A rule the compiler refuses, with the system-check id and a hint."""
+
+    def __init__(self, id: str, msg: str, hint: str = "") -> None:
+        super().__init__(msg)
+        self.id = id
+        self.msg = msg
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class AggregatePlan:
+    """``parent.target = AGG(child.value) over child.fk = parent.key [filter]``."""
+
+    rule: Derived
+    parent: type[models.Model]
+    target: models.Field
+    child: type[models.Model]
+    fk: models.ForeignKey
+    function: str  # "count" | "sum" | "min" | "max"
+    value: Optional[models.Field]  # None: count(*)
+    condition: Optional[Q]  # relative to the child row
+    relation: str  # the relation name used in the expression ("books")
+
+    @property
+    def parent_key(self) -> models.Field:
+        return self.fk.target_field
+
+    @property
+    def label(self) -> str:
+        return self.rule.label(self.parent)
+
+    @property
+    def empty_value(self) -> Any:
+        """What the stored column holds when no child row matches.
+
+        ``Count`` of nothing is 0. ``Sum`` of nothing is SQL NULL; a NOT NULL
+        target stores 0 instead (and the read-time fallback coalesces to 0).
+        """
+        if self.function == "count":
+            return 0
+        if self.function == "sum" and not self.target.null:
+            return 0
+        return None
+
+
+Plan = Union[AggregatePlan]
+
+
+@dataclass
+class ModelRules:
+    """All valid plans of one model, and the errors of its invalid rules."""
+
+    model: type[models.Model]
+    plans: list[Plan] = field(default_factory=list)
+    errors: list[tuple[Derived, RuleError]] = field(default_factory=list)
+
+
+def analyze(model: type[models.Model], rule: Any) -> Plan:
+    """Resolve ``rule`` (declared on ``model``) into a plan, or raise RuleError."""
+    if not isinstance(rule, Derived):
+        raise RuleError(
+            "dbrules.E002",
+            f"{model._meta.label}: Meta.rules contains {rule!r}, which is not a dbrules.Derived.",
+            'Declare rules as dbrules.Derived("field", expression).',
+        )
+    target = _target_field(model, rule)
+    expression = rule.expression
+    if isinstance(expression, Aggregate):
+        return _analyze_aggregate(model, rule, target, expression)
+    raise RuleError(
+        "dbrules.E005",
+        f"{rule.label(model)}: {type(expression).__name__} expressions are not supported.",
+        f"Supported: {SUPPORTED_FORMS}.",
+    )
+
+
+def analyze_model(model: type[models.Model]) -> ModelRules:
+    from dbrules.core import rules_of
+
+    result = ModelRules(model)
+    seen: dict[str, Derived] = {}
+    for rule in rules_of(model):
+        try:
+            plan = analyze(model, rule)
+        except RuleError as error:
+            result.errors.append((rule, error))
+            continue
+        if rule.field in seen:
+            result.errors.append(
+                (
+                    rule,
+                    RuleError(
+                        "dbrules.E008",
+                        f"{rule.label(model)}: {model._meta.label}.{rule.field} already has a "
+                        f"rule ({seen[rule.field]!r}).",
+                        "Declare one rule per derived field.",
+                    ),
+                )
+            )
+            continue
+        seen[rule.field] = rule
+        result.plans.append(plan)
+    return result
+
+
+def _target_field(model: type[models.Model], rule: Derived) -> models.Field:
+    try:
+        target = model._meta.get_field(rule.field)
+    except FieldDoesNotExist:
+        raise RuleError(
+            "dbrules.E003",
+            f"{rule.label(model)}: {model._meta.label} has no field {rule.field!r}.",
+            "Add the field to the model, or name an existing concrete field.",
+        ) from None
+    if not getattr(target, "concrete", False) or target.many_to_many or target.primary_key:
+        raise RuleError(
+            "dbrules.E003",
+            f"{rule.label(model)}: {model._meta.label}.{rule.field} is not a stored column "
+            "dbrules can maintain.",
+            "The target must be a concrete, non-primary-key field with a column.",
+        )
+    if getattr(target, "generated", False):
+        raise RuleError(
+            "dbrules.E003",
+            f"{rule.label(model)}: {model._meta.label}.{rule.field} is a GeneratedField; "
+            "PostgreSQL already keeps it exact.",
+            "Remove the rule; dbrules lists generated fields with the rules anyway.",
+        )
+    return target
+
+
+def _analyze_aggregate(
+    model: type[models.Model], rule: Derived, target: models.Field, aggregate: Aggregate
+) -> AggregatePlan:
+    function = aggregate.__class__.__name__.lower()
+    if function not in {"count", "sum", "min", "max"}:
+        raise RuleError(
+            "dbrules.E005",
+            f"{rule.label(model)}: {aggregate.__class__.__name__} cannot be kept exact by "
+            "incremental maintenance.",
+            f"Supported: {SUPPORTED_FORMS}.",
+        )
+    if aggregate.distinct:
+        raise RuleError(
+            "dbrules.E005",
+            f"{rule.label(model)}: distinct=True cannot be kept exact by deltas.",
+            "Drop distinct=True (a reverse ForeignKey never repeats a child), or keep a "
+            "separate model of the distinct values and count that.",
+        )
+    sources = aggregate.get_source_expressions()
+    source = sources[0] if sources else None
+    if not isinstance(source, F):
+        raise RuleError(
+            "dbrules.E005",
+            f"{rule.label(model)}: the aggregate must name a relation or a relation's field "
+            f"(got {describe_expression(source)}).",
+            'Write Count("books") or Sum("books__pages").',
+        )
+    relation_name, _, rest = source.name.partition(LOOKUP_SEP)
+    try:
+        relation = model._meta.get_field(relation_name)
+    except FieldDoesNotExist:
+        raise RuleError(
+            "dbrules.E004",
+            f"{rule.label(model)}: {model._meta.label} has no relation {relation_name!r}.",
+            "Name a reverse ForeignKey (its related_name) of this model.",
+        ) from None
+    if not (relation.one_to_many and relation.auto_created):
+        kind = "a forward ForeignKey" if relation.many_to_one else type(relation).__name__
+        raise RuleError(
+            "dbrules.E005",
+            f"{rule.label(model)}: {relation_name!r} is {kind}; aggregates run over a "
+            "reverse ForeignKey.",
+            "For a value of a related row use F('fk__field'); aggregates need "
+            "the many side (a related_name).",
+        )
+    child = relation.related_model
+    fk = relation.field
+    value: Optional[models.Field] = None
+    if rest:
+        if LOOKUP_SEP in rest:
+            raise RuleError(
+                "dbrules.E005",
+                f"{rule.label(model)}: {source.name!r} aggregates across two relations.",
+                "Chain two rules: derive the value on the intermediate model first, "
+                "then aggregate that derived column.",
+            )
+        try:
+            value = child._meta.get_field(rest)
+        except FieldDoesNotExist:
+            raise RuleError(
+                "dbrules.E004",
+                f"{rule.label(model)}: {child._meta.label} has no field {rest!r}.",
+                f"Name a column of {child._meta.label}.",
+            ) from None
+        if not value.concrete or value.many_to_many:
+            raise RuleError(
+                "dbrules.E005",
+                f"{rule.label(model)}: {child._meta.label}.{rest} is not a column.",
+                f"Aggregate a concrete field of {child._meta.label}.",
+            )
+        if value.primary_key and function == "count":
+            value = None  # count(pk) == count(*)
+    if function in {"sum"} and value is None:
+        raise RuleError(
+            "dbrules.E005",
+            f"{rule.label(model)}: Sum needs a field to add up.",
+            f'Write Sum("{relation_name}__<field>").',
+        )
+    _check_target_type(model, rule, target, function, value)
+    condition = _relative_condition(model, rule, relation_name, aggregate.filter, child)
+    return AggregatePlan(
+        rule=rule,
+        parent=model,
+        target=target,
+        child=child,
+        fk=fk,
+        function=function,
+        value=value,
+        condition=condition,
+        relation=relation_name,
+    )
+
+
+def _check_target_type(
+    model: type[models.Model],
+    rule: Derived,
+    target: models.Field,
+    function: str,
+    value: Optional[models.Field],
+) -> None:
+    numeric = (*INTEGER_FIELDS, models.DecimalField, models.FloatField)
+    if function == "count" and not isinstance(target, INTEGER_FIELDS):
+        raise RuleError(
+            "dbrules.E006",
+            f"{rule.label(model)}: a count is stored in {type(target).__name__}.",
+            "Store counts in an IntegerField or BigIntegerField.",
+        )
+    if function == "sum":
+        if not isinstance(value, numeric):
+            raise RuleError(
+                "dbrules.E006",
+                f"{rule.label(model)}: Sum of {type(value).__name__} is not a number.",
+                "Sum a numeric field (IntegerField, DecimalField, FloatField...).",
+            )
+        if not isinstance(target, numeric):
+            raise RuleError(
+                "dbrules.E006",
+                f"{rule.label(model)}: a sum is stored in {type(target).__name__}.",
+                "Store sums in a numeric field at least as wide as the summed one.",
+            )
+        if isinstance(value, models.FloatField):
+            raise RuleError(
+                "dbrules.E006",
+                f"{rule.label(model)}: a running Sum of a FloatField drifts from a fresh sum "
+                "(floating-point addition is not associative).",
+                "Sum an IntegerField or DecimalField.",
+            )
+    if function in {"min", "max"} and value is not None:
+        if target.get_internal_type() != value.get_internal_type() and not (
+            isinstance(target, numeric) and isinstance(value, numeric)
+        ):
+            raise RuleError(
+                "dbrules.E006",
+                f"{rule.label(model)}: {function.capitalize()} of {type(value).__name__} is stored "
+                f"in {type(target).__name__}.",
+                "Store the extreme in a field of the same type as the aggregated field.",
+            )
+    if function in {"min", "max"} and value is None:
+        raise RuleError(
+            "dbrules.E005",
+            f"{rule.label(model)}: {function.capitalize()} needs a field.",
+            f'Write {function.capitalize()}("<relation>__<field>").',
+        )
+    if function in {"min", "max"} and not target.null:
+        raise RuleError(
+            "dbrules.E006",
+            f"{rule.label(model)}: {function.capitalize()} of no rows is NULL, but "
+            f"{model._meta.label}.{rule.field} is not nullable.",
+            "Declare the field with null=True.",
+        )
+
+
+def _relative_condition(
+    model: type[models.Model],
+    rule: Derived,
+    relation_name: str,
+    condition: Optional[Q],
+    child: type[models.Model],
+) -> Optional[Q]:
+    """Rewrite ``Q(books__published=True)`` (parent-relative) to ``Q(published=True)``."""
+    if condition is None:
+        return None
+    prefix = relation_name + LOOKUP_SEP
+
+    def strip(name: str) -> str:
+        if not name.startswith(prefix):
+            raise RuleError(
+                "dbrules.E007",
+                f"{rule.label(model)}: the filter refers to {name!r}, which is not a column of "
+                f"{child._meta.label} reached through {relation_name!r}.",
+                f"Filter on the child's own columns: Q({prefix}<field>=...).",
+            )
+        return name[len(prefix) :]
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, Q):
+            clone = Q()
+            clone.connector = node.connector
+            clone.negated = node.negated
+            clone.children = [rewrite(child_node) for child_node in node.children]
+            return clone
+        lookup, value = node
+        if isinstance(value, F):
+            value = F(strip(value.name))
+        elif hasattr(value, "resolve_expression"):
+            raise RuleError(
+                "dbrules.E007",
+                f"{rule.label(model)}: the filter compares with an expression "
+                f"({describe_expression(value)}).",
+                "Compare child columns with constants or F('<relation>__<field>').",
+            )
+        return (strip(lookup), value)
+
+    relative = rewrite(condition)
+    # Compile once now so an uncompilable filter is a check error, not a
+    # migration failure.
+    from dbrules.sqlrender import render_condition
+
+    try:
+        render_condition(child, relative, "r")
+    except (FieldError, FieldDoesNotExist, ValueError, TypeError) as error:
+        raise RuleError(
+            "dbrules.E007",
+            f"{rule.label(model)}: the filter cannot be compiled to SQL on "
+            f"{child._meta.label}: {error}",
+            "Filter on the child's own columns with plain lookups (exact, in, gt, isnull...).",
+        ) from None
+    return relative

@@ -1,0 +1,53 @@
+"""System checks: every rule is verified before any SQL is generated.
+
+Ids: E001 missing app, E002 not a Derived, E003 bad target field, E004 unknown
+field or relation, E005 unsupported expression, E006 type mismatch, E007
+filter that cannot be compiled, E008 two rules for one field, E009 cycle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+
+from dbrules.core import rules_of
+
+
+@checks.register(checks.Tags.models)
+def check_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from django.apps import apps
+
+    from dbrules.analysis import analyze_model
+
+    models = [
+        m
+        for m in apps.get_models()
+        if rules_of(m) and (app_configs is None or apps.get_app_config(m._meta.app_label) in app_configs)
+    ]
+    errors: list[checks.CheckMessage] = []
+    if models:
+        for app in ("pgtrigger", "dbrules"):
+            if app not in settings.INSTALLED_APPS:
+                errors.append(
+                    checks.Error(
+                        f"{models[0]._meta.label} declares Meta.rules but {app!r} is not in "
+                        "INSTALLED_APPS, so no trigger would be installed.",
+                        hint='Add "pgtrigger" and "dbrules" to INSTALLED_APPS.',
+                        id="dbrules.E001",
+                    )
+                )
+    for model in models:
+        errors.extend(messages_for(model))
+    return errors
+
+
+def messages_for(model: Any) -> list[checks.CheckMessage]:
+    """The check errors of one model's rules (used by tests on isolated models)."""
+    from dbrules.analysis import analyze_model
+
+    return [
+        checks.Error(error.msg, hint=error.hint, obj=model, id=error.id)
+        for _, error in analyze_model(model).errors
+    ]

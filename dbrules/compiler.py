@@ -1,0 +1,414 @@
+"""Compilation: plans -> SQL (from ``migrations_templates/``) -> pgtrigger triggers.
+
+Rules that share a parent and a relation compile together: one statement
+trigger per operation on the child table updates every derived column of the
+parent in one ``UPDATE``. Each parent gets a BEFORE INSERT trigger that
+computes its derived columns and a BEFORE UPDATE guard that keeps them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pgtrigger
+from django.db import models
+from pgtrigger import compiler as pgcompiler
+
+from dbrules.analysis import AggregatePlan, Plan
+from dbrules.sqlrender import literal, quote, render, render_condition, table
+
+NAME_LIMIT = 47  # pgtrigger's limit for trigger names
+
+
+class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
+    """Installation SQL of a dbrules trigger (``migrations_templates/trigger.sql``).
+
+    Migrations store the arguments and the hash; the SQL is rendered from the
+    template, as pgtrigger does for its own triggers.
+    """
+
+    def __init__(
+        self,
+        *,
+        pgid: str,
+        table: str,
+        func: str,
+        when: str,
+        operation: str,
+        level: str = "ROW",
+        referencing: str = "",
+        condition: str = "",
+        declare: str = "",
+        comment: str = "",
+        hash: Optional[str] = None,
+    ) -> None:
+        self.kwargs = {
+            "pgid": pgid,
+            "table": table,
+            "func": func,
+            "when": str(when),
+            "operation": str(operation),
+            "level": str(level),
+            "referencing": str(referencing),
+            "condition": condition,
+            "declare": declare,
+            "comment": comment,
+        }
+        self.defaults = {"level": "ROW", "referencing": "", "condition": "", "declare": ""}
+        self.pgid = pgid
+        self.table = table
+        self.hash = hash or hashlib.sha1(self._render("").encode()).hexdigest()
+        self.data = self._render(self.hash)
+
+    def _render(self, hash: str) -> str:
+        values = dict(self.kwargs)
+        values["table"] = self.table
+        values["condition"] = f"WHEN ({values['condition']})" if values["condition"] else ""
+        values["comment"] = literal(f"dbrules: {self.kwargs['comment']}")
+        values["trigger_comment"] = literal(f"dbrules: {self.kwargs['comment']} [{hash}]")
+        return render("trigger.sql", **values)
+
+    def get_template(self) -> str:  # pragma: no cover - pgtrigger API; we render ourselves
+        return self.data
+
+    def deconstruct(self) -> tuple[str, Sequence[Any], dict[str, Any]]:
+        kwargs = {k: v for k, v in self.kwargs.items() if self.defaults.get(k) != v}
+        return "dbrules.compiler.RuleTriggerSql", [], {**kwargs, "hash": self.hash}
+
+
+class CompiledRuleTrigger(pgcompiler.Trigger):
+    """What migrations store; removing it drops the trigger and its function."""
+
+    @property
+    def uninstall_sql(self) -> str:
+        return f"{super().uninstall_sql}\nDROP FUNCTION IF EXISTS {self.sql.pgid}();"
+
+
+class RuleTrigger(pgtrigger.Trigger):
+    """A pgtrigger trigger whose function and installation SQL dbrules writes."""
+
+    def __init__(self, *, comment: str, **kwargs: Any) -> None:
+        self.comment = comment
+        super().__init__(**kwargs)
+
+    def compile(self, model: type[models.Model]) -> pgcompiler.Trigger:
+        return CompiledRuleTrigger(
+            name=self.name,
+            sql=RuleTriggerSql(
+                pgid=self.get_pgid(model),
+                table=table(model),
+                func=self.render_func(model),
+                when=str(self.when),
+                operation=str(self.operation),
+                level=str(self.level),
+                referencing=str(self.referencing or ""),
+                condition=self.condition.sql if self.condition else "",
+                declare=self.render_declare(model),
+                comment=self.comment,
+            ),
+        )
+
+    def get_installation_status(self, model: Any, database: Optional[str] = None) -> Any:
+        """pgtrigger compares the trigger comment with the hash; ours carries the
+        rule text too, with the hash in brackets at its end."""
+        from django.db import transaction
+        from django.db.utils import ProgrammingError
+
+        if not self.allow_migrate(model, database=database):
+            return (pgtrigger.UNALLOWED, None)
+        query = (
+            "SELECT obj_description(oid, 'pg_trigger'), tgenabled FROM pg_trigger "
+            f"WHERE tgname = {literal(self.get_pgid(model))} "
+            f"AND tgrelid = {literal(table(model))}::regclass"
+        )
+        try:
+            with transaction.atomic(using=database):
+                rows = self.exec_sql(query, model, database=database, fetchall=True)
+        except ProgrammingError:  # table not created yet
+            return (pgtrigger.UNINSTALLED, None)
+        if not rows:
+            return (pgtrigger.UNINSTALLED, None)
+        comment, enabled = rows[0]
+        installed_hash = (comment or "").rsplit("[", 1)[-1].rstrip("]")
+        status = pgtrigger.INSTALLED if installed_hash == self.compile(model).hash else pgtrigger.OUTDATED
+        return (status, enabled == "O")
+
+
+@dataclass(frozen=True)
+class CompiledTrigger:
+    """A trigger, the model whose table it is on, and the plans it serves."""
+
+    model: type[models.Model]
+    trigger: RuleTrigger
+    plans: tuple[Plan, ...]
+
+
+def trigger_name(*parts: str) -> str:
+    name = "_".join(["dbrules", *parts]).lower()
+    if len(name) <= NAME_LIMIT:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{name[: NAME_LIMIT - 9]}_{digest}"
+
+
+def comment_for(plans: Iterable[Plan]) -> str:
+    return "; ".join(plan.label for plan in plans)
+
+
+def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
+    """All triggers for a project's plans, in a stable order."""
+    compiled: list[CompiledTrigger] = []
+    aggregate_groups: dict[tuple[Any, ...], list[AggregatePlan]] = defaultdict(list)
+    by_parent: dict[type[models.Model], list[AggregatePlan]] = defaultdict(list)
+    for plan in plans:
+        if isinstance(plan, AggregatePlan):
+            key = (plan.parent._meta.label, plan.child._meta.label, plan.fk.name)
+            aggregate_groups[key].append(plan)
+            by_parent[plan.parent].append(plan)
+    for key in sorted(aggregate_groups):
+        compiled.extend(_aggregate_group_triggers(aggregate_groups[key]))
+    for parent in sorted(by_parent, key=lambda m: m._meta.label):
+        compiled.extend(_parent_triggers(parent, by_parent[parent]))
+    return compiled
+
+
+# -- aggregates over a reverse ForeignKey -------------------------------------
+
+
+def _condition_sql(plan: AggregatePlan, alias: str) -> str:
+    if plan.condition is None:
+        return "TRUE"
+    return render_condition(plan.child, plan.condition, alias)
+
+
+def _column(field: models.Field) -> str:
+    return quote(field.column)
+
+
+def needs_rescan(plan: AggregatePlan) -> bool:
+    """Min/Max (when the extreme leaves) and a nullable Sum (when it may become
+    empty) cannot always be updated from deltas alone."""
+    return plan.function in {"min", "max"} or (plan.function == "sum" and plan.target.null)
+
+
+def _delta_columns(plan: AggregatePlan) -> list[str]:
+    """Columns of the per-parent ``deltas`` row for ``plan`` (alias ``r``: signed rows)."""
+    condition = _condition_sql(plan, "r")
+    name = plan.target.column
+    value = f"r.{_column(plan.value)}" if plan.value is not None else None
+    if plan.function == "count":
+        if value is not None:
+            condition = f"({condition}) AND {value} IS NOT NULL"
+        return [f"coalesce(sum(r.dbrules_sign) FILTER (WHERE {condition}), 0) AS {quote(name)}"]
+    if plan.function == "sum":
+        columns = [
+            f"coalesce(sum(r.dbrules_sign * {value}) FILTER (WHERE {condition}), 0) AS {quote(name)}"
+        ]
+        if plan.target.null:
+            for sign, suffix in ((-1, "removed"), (1, "added")):
+                columns.append(
+                    f"count(*) FILTER (WHERE r.dbrules_sign = {sign} AND ({condition}) "
+                    f"AND {value} IS NOT NULL) AS {quote(name + '__' + suffix)}"
+                )
+        return columns
+    # min / max: the extreme among added rows, and among removed rows
+    return [
+        f"{plan.function}({value}) FILTER (WHERE r.dbrules_sign = {sign} AND ({condition})) "
+        f"AS {quote(name + '__' + suffix)}"
+        for sign, suffix in ((1, "added"), (-1, "removed"))
+    ]
+
+
+def _delta_changed(plan: AggregatePlan) -> str:
+    name = plan.target.column
+    if plan.function == "count" or (plan.function == "sum" and not plan.target.null):
+        return f"d.{quote(name)} <> 0"
+    if plan.function == "sum":
+        return f"(d.{quote(name + '__removed')} <> 0 OR d.{quote(name + '__added')} <> 0)"
+    return (
+        f"(d.{quote(name + '__added')} IS NOT NULL OR d.{quote(name + '__removed')} IS NOT NULL)"
+    )
+
+
+def _rescan_sql(plan: AggregatePlan) -> str:
+    """The aggregate over one parent's children, recomputed (alias ``c``)."""
+    return (
+        f"(SELECT {_aggregate_sql(plan, 'c')} FROM {table(plan.child)} AS c "
+        f"WHERE c.{_column(plan.fk)} = p.{_column(plan.parent_key)})"
+    )
+
+
+def _delta_assignment(plan: AggregatePlan) -> str:
+    column = _column(plan.target)
+    name = plan.target.column
+    if plan.function == "count" or (plan.function == "sum" and not plan.target.null):
+        return f"{column} = p.{column} + d.{column}"
+    if plan.function == "sum":
+        return (
+            f"{column} = CASE WHEN d.{quote(name + '__removed')} = 0 "
+            f"THEN coalesce(p.{column}, 0) + d.{column} ELSE {_rescan_sql(plan)} END"
+        )
+    added, removed = quote(name + "__added"), quote(name + "__removed")
+    # The extreme may have left when a removed value reaches it: rescan.
+    # Otherwise the new extreme is the old one or the best added value
+    # (GREATEST/LEAST ignore NULLs).
+    left = ">=" if plan.function == "max" else "<="
+    combine = "GREATEST" if plan.function == "max" else "LEAST"
+    return (
+        f"{column} = CASE WHEN d.{removed} {left} p.{column} THEN {_rescan_sql(plan)} "
+        f"ELSE {combine}(p.{column}, d.{added}) END"
+    )
+
+
+SIGNED_ROWS = {
+    "insert": "SELECT 1 AS dbrules_sign, n.* FROM dbrules_new AS n",
+    "delete": "SELECT -1 AS dbrules_sign, o.* FROM dbrules_old AS o",
+    "update": (
+        "SELECT -1 AS dbrules_sign, o.* FROM dbrules_old AS o "
+        "UNION ALL SELECT 1, n.* FROM dbrules_new AS n"
+    ),
+}
+REFERENCING = {
+    "insert": pgtrigger.Referencing(new="dbrules_new"),
+    "delete": pgtrigger.Referencing(old="dbrules_old"),
+    "update": pgtrigger.Referencing(old="dbrules_old", new="dbrules_new"),
+}
+OPERATIONS = {
+    "insert": pgtrigger.Insert,
+    "update": pgtrigger.Update,
+    "delete": pgtrigger.Delete,
+}
+
+
+def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigger]:
+    first = plans[0]
+    parent, child, fk = first.parent, first.child, first.fk
+    parent_key = _column(first.parent_key)
+    comment = comment_for(plans)
+    base = (parent._meta.model_name, first.relation)
+    result: list[CompiledTrigger] = []
+    body_values = {
+        "fk": _column(fk),
+        "parent_key": parent_key,
+        "parent_table": table(parent),
+        "delta_columns": ",\n           ".join(c for p in plans for c in _delta_columns(p)),
+        "any_change": " OR ".join(_delta_changed(p) for p in plans),
+        "assignments": ",\n       ".join(_delta_assignment(p) for p in plans),
+    }
+    rescans = any(needs_rescan(p) for p in plans)
+    for operation, suffix in (("insert", "ins"), ("update", "upd"), ("delete", "del")):
+        signed_rows = SIGNED_ROWS[operation]
+        lock_first = ""
+        if rescans and operation != "insert":
+            lock_first = render(
+                "lock_parents.sql",
+                parent_table=table(parent),
+                parent_key=parent_key,
+                fk=_column(fk),
+                signed_rows=signed_rows,
+            )
+        func = render(
+            "aggregate_delta.sql", signed_rows=signed_rows, lock_first=lock_first, **body_values
+        )
+        trigger = RuleTrigger(
+            name=trigger_name(*base, suffix),
+            when=pgtrigger.After,
+            operation=OPERATIONS[operation],
+            level=pgtrigger.Statement,
+            referencing=REFERENCING[operation],
+            func=func,
+            comment=comment,
+        )
+        result.append(CompiledTrigger(child, trigger, tuple(plans)))
+    truncate = render(
+        "aggregate_truncate.sql",
+        parent_table=table(parent),
+        assignments=", ".join(f"{_column(p.target)} = {_empty_sql(p)}" for p in plans),
+        any_change=" OR ".join(
+            f"p.{_column(p.target)} IS DISTINCT FROM {_empty_sql(p)}" for p in plans
+        ),
+    )
+    result.append(
+        CompiledTrigger(
+            child,
+            RuleTrigger(
+                name=trigger_name(*base, "trunc"),
+                when=pgtrigger.After,
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                func=truncate,
+                comment=comment,
+            ),
+            tuple(plans),
+        )
+    )
+    return result
+
+
+def _empty_sql(plan: AggregatePlan) -> str:
+    return "NULL" if plan.empty_value is None else literal(plan.empty_value)
+
+
+def _aggregate_sql(plan: AggregatePlan, alias: str) -> str:
+    """``plan``'s aggregate over rows ``alias`` of the child table, from scratch."""
+    condition = _condition_sql(plan, alias)
+    argument = "*" if plan.value is None else f"{alias}.{_column(plan.value)}"
+    expression = f"{plan.function}({argument}) FILTER (WHERE {condition})"
+    if plan.empty_value is not None:
+        expression = f"coalesce({expression}, {_empty_sql(plan)})"
+    return expression
+
+
+def _parent_triggers(
+    parent: type[models.Model], plans: list[AggregatePlan]
+) -> list[CompiledTrigger]:
+    groups: dict[tuple[str, str], list[AggregatePlan]] = defaultdict(list)
+    for plan in plans:
+        groups[(plan.child._meta.label, plan.fk.name)].append(plan)
+    computations = []
+    for key in sorted(groups):
+        group = groups[key]
+        first = group[0]
+        computations.append(
+            "SELECT "
+            + ",\n       ".join(_aggregate_sql(p, "r") for p in group)
+            + "\n  INTO "
+            + ", ".join(f"NEW.{_column(p.target)}" for p in group)
+            + f"\n  FROM {table(first.child)} AS r"
+            + f"\n WHERE r.{_column(first.fk)} = NEW.{_column(first.parent_key)};"
+        )
+    comment = comment_for(plans)
+    targets = sorted({p.target.column for p in plans})
+    compute = RuleTrigger(
+        name=trigger_name(parent._meta.model_name, "compute"),
+        when=pgtrigger.Before,
+        operation=pgtrigger.Insert,
+        level=pgtrigger.Row,
+        func=render("parent_insert.sql", computations="\n".join(computations)),
+        comment=comment,
+    )
+    changed = " OR ".join(f"OLD.{quote(c)} IS DISTINCT FROM NEW.{quote(c)}" for c in targets)
+    guard = RuleTrigger(
+        name=trigger_name(parent._meta.model_name, "guard"),
+        when=pgtrigger.Before,
+        operation=pgtrigger.Update,
+        level=pgtrigger.Row,
+        condition=pgtrigger.Condition(
+            "pg_trigger_depth() < 1"
+            " AND coalesce(current_setting('dbrules.repairing', true), '') <> 'on'"
+            f" AND ({changed})"
+        ),
+        func=render(
+            "parent_guard.sql",
+            restores="\n".join(f"NEW.{quote(c)} := OLD.{quote(c)};" for c in targets),
+        ),
+        comment=comment,
+    )
+    return [
+        CompiledTrigger(parent, compute, tuple(plans)),
+        CompiledTrigger(parent, guard, tuple(plans)),
+    ]

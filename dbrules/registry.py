@@ -1,0 +1,46 @@
+"""The project's rules: every installed model's plans, compiled once."""
+
+from __future__ import annotations
+
+import functools
+
+from django.apps import apps
+from django.db import models
+
+from dbrules.analysis import ModelRules, Plan, analyze_model
+from dbrules.compiler import CompiledTrigger, compile_plans
+from dbrules.core import rules_of
+
+
+def models_with_rules() -> list[type[models.Model]]:
+    return [m for m in apps.get_models() if rules_of(m)]
+
+
+@functools.lru_cache(maxsize=None)
+def analyzed() -> tuple[ModelRules, ...]:
+    return tuple(analyze_model(model) for model in models_with_rules())
+
+
+def plans() -> list[Plan]:
+    return [plan for model_rules in analyzed() for plan in model_rules.plans]
+
+
+def plans_for(model: type[models.Model]) -> list[Plan]:
+    return [plan for plan in plans() if plan.parent is model]
+
+
+@functools.lru_cache(maxsize=None)
+def compiled() -> tuple[CompiledTrigger, ...]:
+    return tuple(compile_plans(plans()))
+
+
+def register_triggers() -> None:
+    """Hand every compiled trigger to pgtrigger, which puts it in the model's
+    ``Meta.triggers``: ``makemigrations`` then writes it like any other."""
+    for item in compiled():
+        item.trigger.register(item.model)
+
+
+def clear_cache() -> None:
+    analyzed.cache_clear()
+    compiled.cache_clear()

@@ -1,0 +1,96 @@
+"""SQL text helpers: identifier quoting, literals, filter predicates, templates.
+
+Templates are ``.sql`` files in ``migrations_templates/`` with ``{{ name }}``
+placeholders. They are plain SQL so a DBA can review them as they are.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import EmptyResultSet, FullResultSet
+from django.db import connections
+from django.db.models import Model, Q
+from django.db.models.sql.query import Query
+from psycopg import sql as pgsql
+
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def templates_dir() -> Path:
+    """Inside the wheel the templates ship as ``dbrules/migrations_templates``;
+    in a source checkout they sit beside the package."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "migrations_templates"
+    return packaged if packaged.is_dir() else here.parent / "migrations_templates"
+
+
+@functools.lru_cache(maxsize=None)
+def load_template(name: str) -> str:
+    return (templates_dir() / name).read_text()
+
+
+def render(name: str, **values: Any) -> str:
+    """Fill a template; every placeholder must be given (a typo fails loudly)."""
+    template = load_template(name)
+    missing = {m for m in _PLACEHOLDER.findall(template) if m not in values}
+    if missing:
+        raise KeyError(f"template {name} needs {sorted(missing)}")
+    # Template header comments (lines starting with '--' before the first
+    # statement) document the template, not the generated SQL.
+    body = "\n".join(
+        line for line in template.splitlines() if not line.startswith("--!")
+    ).strip()
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), body)
+
+
+def quote(name: str) -> str:
+    """Quote an identifier; a ``"schema"."table"`` db_table stays as written."""
+    if name.startswith('"') and name.endswith('"'):
+        return name
+    return pgsql.Identifier(name).as_string(None)
+
+
+def schema() -> str:
+    """The schema of tables whose ``db_table`` names none (``DBRULES_SCHEMA``).
+
+    Trigger functions run with ``search_path = pg_catalog, pg_temp``, so every
+    table they touch is written schema-qualified.
+    """
+    from django.conf import settings
+
+    return getattr(settings, "DBRULES_SCHEMA", "public")
+
+
+def table(model: type[Model]) -> str:
+    """The model's table, always schema-qualified."""
+    name = model._meta.db_table
+    if name.startswith('"'):
+        return name  # '"schema"."table"' written by the user
+    return f"{quote(schema())}.{quote(name)}"
+
+
+def literal(value: Any) -> str:
+    return pgsql.Literal(value).as_string(None)
+
+
+def render_condition(model: type[Model], condition: Q, alias: str) -> str:
+    """Compile a Q on ``model``'s own columns to SQL that reads ``alias.column``."""
+    query = Query(model, alias_cols=True)
+    where = query.build_where(condition)
+    connection = connections["default"]
+    compiler = query.get_compiler(connection=connection)
+    try:
+        text, params = where.as_sql(compiler, connection)
+    except EmptyResultSet:
+        return "FALSE"
+    except FullResultSet:
+        return "TRUE"
+    if not text:
+        return "TRUE"
+    # Django writes columns as "table"."column"; point them at the alias.
+    text = text.replace(f"{quote(model._meta.db_table)}.", f"{alias}.")
+    return text % tuple(literal(p) for p in params)

@@ -1,0 +1,28 @@
+--! Installation of one dbrules trigger, wrapped the way django-pgtrigger
+--! installs its own. The function runs as its owner (SECURITY DEFINER) with a
+--! pinned search_path, so a role that may only write the source table keeps
+--! derived columns right but cannot redirect the function to its own objects.
+--! Unlike plain pgtrigger triggers there is no pgtrigger.ignore() escape:
+--! derived values are not optional.
+CREATE OR REPLACE FUNCTION {{pgid}}()
+RETURNS TRIGGER
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $dbrules$
+{{declare}}
+BEGIN
+{{func}}
+END;
+$dbrules$;
+
+COMMENT ON FUNCTION {{pgid}}() IS {{comment}};
+
+DROP TRIGGER IF EXISTS {{pgid}} ON {{table}};
+CREATE TRIGGER {{pgid}}
+    {{when}} {{operation}} ON {{table}}
+    {{referencing}}
+    FOR EACH {{level}} {{condition}}
+    EXECUTE FUNCTION {{pgid}}();
+
+COMMENT ON TRIGGER {{pgid}} ON {{table}} IS {{trigger_comment}};

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BookstoreConfig(AppConfig):
+    name = "tests.bookstore"
+    label = "bookstore"
