@@ -9,7 +9,8 @@ Public API::
 """
 
 from dbrules.core import Derived
-from dbrules.runtime import annotate_live, find_drift, live_expression, repair
+from dbrules.maintenance import find_drift, repair
+from dbrules.runtime import annotate_live, live_expression
 from dbrules.version import __version__
 
 __all__ = ["Derived", "annotate_live", "find_drift", "live_expression", "repair", "__version__"]

@@ -56,7 +56,7 @@ class BackfillRules(Operation):
 
     def _backfill(self, app_label: str, schema_editor: Any, state: Any) -> None:
         from dbrules.analysis import AggregatePlan, analyze
-        from dbrules.runtime import repair
+        from dbrules.maintenance import repair
         from dbrules.sqlrender import table
 
         connection = schema_editor.connection

@@ -1,27 +1,20 @@
-"""Runtime: read-time values (``annotate()``), drift detection and repair.
-
-Everything here derives from the rule's own ORM expression, so the stored
-column is always compared with -- and repaired to -- exactly what
-``annotate()`` computes.
-"""
+"""Runtime: read-time values of derived fields (the ``annotate()`` fallback)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Iterable
 
-from django.db import connections, models, router, transaction
-from django.db.models import Expression, OuterRef, Q, Subquery, Value
+from django.db import models
+from django.db.models import Expression, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from dbrules.analysis import AggregatePlan, Plan, analyze
-from dbrules.core import Derived, rules_of
-from dbrules.sqlrender import quote, table
+from dbrules.core import rules_of
 
 LIVE_SUFFIX = "_live"
 
 
-def _plans(model: type[models.Model], fields: Iterable[str] = ()) -> list[Plan]:
+def plans_of(model: type[models.Model], fields: Iterable[str] = ()) -> list[Plan]:
     wanted = set(fields)
     rules = [r for r in rules_of(model) if not wanted or r.field in wanted]
     unknown = wanted - {r.field for r in rules}
@@ -71,112 +64,12 @@ def annotate_live(
     expression: the fallback before triggers are installed, and the oracle the
     stored values are checked against. Pass field names to restrict it.
     """
-    plans = _plans(queryset.model, fields)
+    plans = plans_of(queryset.model, fields)
     relations = {plan.relation for plan in plans if isinstance(plan, AggregatePlan)}
     standalone = len(relations) > 1  # joins of two to-many relations multiply rows
     return queryset.annotate(
         **{plan.rule.field + suffix: live_expression(plan, standalone=standalone) for plan in plans}
     )
-
-
-# -- drift and repair ---------------------------------------------------------
-
-
-@dataclass
-class Drift:
-    model: type[models.Model]
-    field: str
-    rule: Derived
-    rows: int
-    sample: list[Any] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return self.rule.label(self.model)
-
-
-def _live_sql(model: type[models.Model], plan: Plan, using: str, where: Optional[Q] = None) -> tuple[str, tuple]:
-    queryset = model._base_manager.using(using).all()
-    if where is not None:
-        queryset = queryset.filter(where)
-    queryset = queryset.annotate(dbrules_live=live_expression(plan)).order_by()
-    queryset = queryset.values_list("pk", plan.target.attname, "dbrules_live")
-    query = queryset.query
-    sql, params = query.get_compiler(using=using).as_sql()
-    return sql, tuple(params)
-
-
-def find_drift(
-    model: type[models.Model], fields: Iterable[str] = (), *, using: str = "default", sample: int = 5
-) -> list[Drift]:
-    """For each rule of ``model``: how many rows differ from the live value.
-
-    One set-based query per rule; no rows are loaded into Python beyond the
-    ``sample`` of primary keys.
-    """
-    result = []
-    for plan in _plans(model, fields):
-        sql, params = _live_sql(model, plan, using)
-        with connections[using].cursor() as cursor:
-            cursor.execute(
-                f"SELECT count(*) OVER (), x.col1 FROM ({sql}) AS x(col1, col2, col3) "
-                f"WHERE x.col2 IS DISTINCT FROM x.col3 ORDER BY x.col1 LIMIT {int(max(sample, 1))}",
-                params,
-            )
-            rows = cursor.fetchall()
-        result.append(
-            Drift(
-                model=model,
-                field=plan.rule.field,
-                rule=plan.rule,
-                rows=rows[0][0] if rows else 0,
-                sample=[r[1] for r in rows][:sample],
-            )
-        )
-    return result
-
-
-def repair(
-    model: type[models.Model],
-    fields: Iterable[str] = (),
-    *,
-    using: str = "default",
-    where: Optional[Q] = None,
-    dry_run: bool = False,
-) -> int:
-    """Set every drifted derived value of ``model`` (optionally only rows
-    matching ``where``) to its live value, set-based. Returns rows changed.
-
-    Runs in the caller's transaction (or its own); the guard trigger lets the
-    write through because ``dbrules.repairing`` is set for the transaction.
-    """
-    changed = 0
-    pk = quote(model._meta.pk.column)
-    with transaction.atomic(using=using), connections[using].cursor() as cursor:
-        plans = _plans(model, fields)
-        if not dry_run:
-            cursor.execute("SELECT set_config('dbrules.repairing', 'on', true)")
-        for plan in plans:
-            sql, params = _live_sql(model, plan, using, where)
-            column = quote(plan.target.column)
-            if dry_run:
-                cursor.execute(
-                    f"SELECT count(*) FROM ({sql}) AS x(col1, col2, col3) "
-                    "WHERE x.col2 IS DISTINCT FROM x.col3",
-                    params,
-                )
-                changed += cursor.fetchone()[0]
-                continue
-            cursor.execute(
-                f"UPDATE {table(model)} AS t SET {column} = x.col3 "
-                f"FROM ({sql}) AS x(col1, col2, col3) "
-                f"WHERE t.{pk} = x.col1 AND x.col2 IS DISTINCT FROM x.col3",
-                params,
-            )
-            changed += cursor.rowcount
-        if not dry_run:
-            cursor.execute("SELECT set_config('dbrules.repairing', 'off', true)")
-    return changed
 
 
 def return_derived_values_on_insert() -> None:
