@@ -20,9 +20,14 @@ from dbrules.core import Derived, describe_expression
 LOOKUP_SEP = "__"
 
 SUPPORTED_FORMS = (
-    "Count/Sum/Min/Max over a reverse ForeignKey (optionally with filter=Q(...) on the "
-    "child's own columns)"
+    "Count/Sum/Min/Max over a reverse ForeignKey or a ManyToMany relation (optionally with "
+    "filter=Q(...) on the child's own columns); F('fk__field') copied along ForeignKeys; "
+    "deterministic expressions over the same row (Lower, Concat, arithmetic, Case/When)"
 )
+
+# Functions whose value changes between calls: a stored copy of them could
+# never equal a later annotate().
+NONDETERMINISTIC = {"Random", "Now", "UUID4", "Uuid4", "RawSQL"}
 
 INTEGER_FIELDS = (models.IntegerField, models.BigIntegerField, models.SmallIntegerField)
 
@@ -73,7 +78,53 @@ class AggregatePlan:
         return None
 
 
-Plan = Union[AggregatePlan]
+@dataclass(frozen=True)
+class CopyPlan:
+    """``model.target = F("fk__...__field")``: a value copied along ForeignKeys.
+
+    ``path`` is the chain of forward ForeignKeys from ``model``; ``source`` the
+    copied field on the last related model.
+    """
+
+    rule: Derived
+    parent: type[models.Model]  # the model that holds the copy
+    target: models.Field
+    path: tuple[models.ForeignKey, ...]
+    source: models.Field
+
+    @property
+    def label(self) -> str:
+        return self.rule.label(self.parent)
+
+    @property
+    def relation(self) -> str:
+        return self.rule.expression.name
+
+    @property
+    def empty_value(self) -> Any:
+        """What the copy holds when a ForeignKey on the path is NULL."""
+        if self.target.null:
+            return None
+        return self.target.get_default()
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """``model.target = <expression over the same row>`` (Lower, Concat, Case...)."""
+
+    rule: Derived
+    parent: type[models.Model]
+    target: models.Field
+    columns: tuple[models.Field, ...]  # the row's fields the expression reads
+
+    @property
+    def label(self) -> str:
+        return self.rule.label(self.parent)
+
+    relation = ""
+
+
+Plan = Union[AggregatePlan, CopyPlan, RowPlan]
 
 
 @dataclass
@@ -97,6 +148,12 @@ def analyze(model: type[models.Model], rule: Any) -> Plan:
     expression = rule.expression
     if isinstance(expression, Aggregate):
         return _analyze_aggregate(model, rule, target, expression)
+    if isinstance(expression, F):
+        if LOOKUP_SEP in expression.name:
+            return _analyze_copy(model, rule, target, expression)
+        return _analyze_row(model, rule, target, expression)
+    if hasattr(expression, "resolve_expression") and not isinstance(expression, Q):
+        return _analyze_row(model, rule, target, expression)
     raise RuleError(
         "dbrules.E005",
         f"{rule.label(model)}: {type(expression).__name__} expressions are not supported.",
@@ -195,12 +252,48 @@ def _analyze_aggregate(
             f"{rule.label(model)}: {model._meta.label} has no relation {relation_name!r}.",
             "Name a reverse ForeignKey (its related_name) of this model.",
         ) from None
+    if relation.many_to_many:
+        child, fk = _m2m_through(model, rule, relation)
+        if rest and rest != "pk" and rest != relation.related_model._meta.pk.name:
+            raise RuleError(
+                "dbrules.E005",
+                f"{rule.label(model)}: {source.name!r} reads a column across a ManyToMany "
+                "relation; only counting the related rows is supported.",
+                f'Count the relation (Count("{relation_name}")), or aggregate a column of an '
+                "explicit through model through its reverse ForeignKey.",
+            )
+        if function != "count":
+            raise RuleError(
+                "dbrules.E005",
+                f"{rule.label(model)}: {aggregate.__class__.__name__} over a ManyToMany relation "
+                "is not supported.",
+                f'Count("{relation_name}") is; for sums, aggregate over an explicit through model.',
+            )
+        if aggregate.filter is not None:
+            raise RuleError(
+                "dbrules.E007",
+                f"{rule.label(model)}: a filter on a ManyToMany count joins beyond the through row.",
+                "Use an explicit through model and count its rows with a filter on its own "
+                "columns (a reverse ForeignKey).",
+            )
+        _check_target_type(model, rule, target, function, None)
+        return AggregatePlan(
+            rule=rule,
+            parent=model,
+            target=target,
+            child=child,
+            fk=fk,
+            function=function,
+            value=None,
+            condition=None,
+            relation=relation_name,
+        )
     if not (relation.one_to_many and relation.auto_created):
         kind = "a forward ForeignKey" if relation.many_to_one else type(relation).__name__
         raise RuleError(
             "dbrules.E005",
             f"{rule.label(model)}: {relation_name!r} is {kind}; aggregates run over a "
-            "reverse ForeignKey.",
+            "reverse ForeignKey or a ManyToMany relation.",
             "For a value of a related row use F('fk__field'); aggregates need "
             "the many side (a related_name).",
         )
@@ -367,3 +460,221 @@ def _relative_condition(
             "Filter on the child's own columns with plain lookups (exact, in, gt, isnull...).",
         ) from None
     return relative
+
+
+def _m2m_through(
+    model: type[models.Model], rule: Derived, relation: Any
+) -> tuple[type[models.Model], models.ForeignKey]:
+    """The through model of an M2M relation and its ForeignKey to ``model``."""
+    if isinstance(relation, models.ManyToManyField):
+        through = relation.remote_field.through
+        fk_name = relation.m2m_field_name()
+        symmetrical = relation.remote_field.symmetrical and relation.related_model == model
+    else:  # ManyToManyRel: the reverse side
+        through = relation.through
+        fk_name = relation.field.m2m_reverse_field_name()
+        symmetrical = False
+    if symmetrical:
+        raise RuleError(
+            "dbrules.E005",
+            f"{rule.label(model)}: a symmetrical ManyToMany to the same model stores each "
+            "link twice; its count cannot be kept by deltas on one side.",
+            "Declare the field with symmetrical=False.",
+        )
+    return through, through._meta.get_field(fk_name)
+
+
+def _analyze_copy(
+    model: type[models.Model], rule: Derived, target: models.Field, expression: F
+) -> CopyPlan:
+    names = expression.name.split(LOOKUP_SEP)
+    path: list[models.ForeignKey] = []
+    current = model
+    for name in names[:-1]:
+        try:
+            field = current._meta.get_field(name)
+        except FieldDoesNotExist:
+            raise RuleError(
+                "dbrules.E004",
+                f"{rule.label(model)}: {current._meta.label} has no relation {name!r}.",
+                "Name a ForeignKey (or OneToOneField) of the model.",
+            ) from None
+        if not (field.many_to_one or (field.one_to_one and field.concrete)):
+            raise RuleError(
+                "dbrules.E005",
+                f"{rule.label(model)}: {name!r} on {current._meta.label} is not a forward "
+                "ForeignKey; a copy must follow single-valued relations.",
+                "To derive from the many side, aggregate it: Count/Sum/Min/Max.",
+            )
+        path.append(field)
+        current = field.related_model
+    try:
+        source = current._meta.get_field(names[-1])
+    except FieldDoesNotExist:
+        raise RuleError(
+            "dbrules.E004",
+            f"{rule.label(model)}: {current._meta.label} has no field {names[-1]!r}.",
+            f"Name a column of {current._meta.label}.",
+        ) from None
+    if not getattr(source, "concrete", False) or source.many_to_many or source.one_to_many:
+        raise RuleError(
+            "dbrules.E005",
+            f"{rule.label(model)}: {current._meta.label}.{names[-1]} is not a column.",
+            f"Copy a concrete field of {current._meta.label}.",
+        )
+    _check_copy_type(model, rule, target, source)
+    plan = CopyPlan(rule=rule, parent=model, target=target, path=tuple(path), source=source)
+    if not target.null and plan.empty_value is None and any(fk.null for fk in path):
+        raise RuleError(
+            "dbrules.E006",
+            f"{rule.label(model)}: a NULL ForeignKey on the path gives NULL, but "
+            f"{model._meta.label}.{rule.field} is not nullable and has no default.",
+            "Declare the field with null=True, or give it a default.",
+        )
+    if not target.null and source.null:
+        raise RuleError(
+            "dbrules.E006",
+            f"{rule.label(model)}: {source.model._meta.label}.{source.name} may be NULL, but "
+            f"{model._meta.label}.{rule.field} is not nullable.",
+            "Declare the copy with null=True.",
+        )
+    return plan
+
+
+def _check_copy_type(
+    model: type[models.Model], rule: Derived, target: models.Field, source: models.Field
+) -> None:
+    source_type = source.target_field if source.is_relation else source
+    if target.get_internal_type() != source_type.get_internal_type() and not (
+        isinstance(target, INTEGER_FIELDS + (models.AutoField,))
+        and isinstance(source_type, INTEGER_FIELDS + (models.AutoField,))
+        or isinstance(target, (models.CharField, models.TextField))
+        and isinstance(source_type, (models.CharField, models.TextField))
+    ):
+        raise RuleError(
+            "dbrules.E006",
+            f"{rule.label(model)}: copies {type(source_type).__name__} into "
+            f"{type(target).__name__}.",
+            "Copy into a field of the same type as the source.",
+        )
+    source_length = getattr(source_type, "max_length", None)
+    target_length = getattr(target, "max_length", None)
+    if isinstance(target, models.CharField) and target_length is not None and (
+        source_length is None or source_length > target_length
+    ):
+        raise RuleError(
+            "dbrules.E006",
+            f"{rule.label(model)}: {model._meta.label}.{rule.field} has max_length="
+            f"{target_length}, shorter than its source "
+            f"({'unbounded' if source_length is None else f'max_length={source_length}'}); "
+            "copies would be cut or fail.",
+            f"Give {rule.field} max_length >= {source_length or 'the source length'} "
+            "(or make it a TextField).",
+        )
+
+
+def _analyze_row(
+    model: type[models.Model], rule: Derived, target: models.Field, expression: Any
+) -> RowPlan:
+    from django.db.models.sql.query import Query
+
+    def walk(node: Any) -> None:
+        name = type(node).__name__
+        if name in NONDETERMINISTIC or getattr(node, "contains_over_clause", False) is True:
+            raise RuleError(
+                "dbrules.E005",
+                f"{rule.label(model)}: {name} is not deterministic over the row (or is a "
+                "window function), so no stored value can equal a later annotate().",
+                "Use deterministic functions of the row's own columns.",
+            )
+        if getattr(node, "contains_aggregate", False) is True or isinstance(node, Aggregate):
+            raise RuleError(
+                "dbrules.E005",
+                f"{rule.label(model)}: aggregates cannot be nested in a row expression.",
+                "Derive the aggregate in a rule of its own, then combine the stored columns.",
+            )
+        if name in {"Subquery", "Exists", "OuterRef", "ResolvedOuterRef"}:
+            raise RuleError(
+                "dbrules.E005",
+                f"{rule.label(model)}: subqueries are not supported in rules.",
+                f"Supported: {SUPPORTED_FORMS}.",
+            )
+        for child in getattr(node, "get_source_expressions", lambda: [])():
+            if child is not None:
+                walk(child)
+
+    walk(expression)
+    query = Query(model, alias_cols=True)
+    try:
+        resolved = expression.resolve_expression(query, allow_joins=False, reuse=None)
+    except (FieldError, FieldDoesNotExist) as error:
+        raise RuleError(
+            "dbrules.E004",
+            f"{rule.label(model)}: the expression does not resolve on {model._meta.label} "
+            f"without joins: {error}",
+            "Refer to the row's own columns; copy related values with F('fk__field').",
+        ) from None
+    if getattr(resolved, "contains_over_clause", False):
+        raise RuleError(
+            "dbrules.E005",
+            f"{rule.label(model)}: window functions are not supported.",
+            f"Supported: {SUPPORTED_FORMS}.",
+        )
+    columns = tuple(
+        dict.fromkeys(col.target for col in _columns_of(resolved) if col.target.model is model)
+    )
+    return RowPlan(rule=rule, parent=model, target=target, columns=columns)
+
+
+def _columns_of(expression: Any) -> list[Any]:
+    from django.db.models.expressions import Col
+
+    if isinstance(expression, Col):
+        return [expression]
+    found = []
+    for child in expression.get_source_expressions():
+        if child is not None:
+            found.extend(_columns_of(child))
+    return found
+
+
+def dependency_cycles(plans: list[Plan]) -> list[list[str]]:
+    """Cycles among rules: a derived column that (through other rules) feeds itself."""
+    reads: dict[str, set[str]] = {}
+    for plan in plans:
+        key = f"{plan.parent._meta.label}.{plan.target.name}"
+        sources: set[str] = set()
+        if isinstance(plan, AggregatePlan):
+            for f in (plan.value, plan.fk):
+                if f is not None:
+                    sources.add(f"{plan.child._meta.label}.{f.name}")
+        elif isinstance(plan, CopyPlan):
+            sources.add(f"{plan.source.model._meta.label}.{plan.source.name}")
+            sources.update(f"{fk.model._meta.label}.{fk.name}" for fk in plan.path)
+        else:
+            sources.update(f"{c.model._meta.label}.{c.name}" for c in plan.columns)
+            sources.discard(key)  # normalising a column from itself is fine
+        reads[key] = sources
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(reads.get(node, ())):
+            if nxt not in reads:
+                continue
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt) :] + [nxt]
+                if sorted(cycle[:-1]) not in [sorted(c[:-1]) for c in cycles]:
+                    cycles.append(cycle)
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(reads):
+        if node not in state:
+            visit(node)
+    return cycles

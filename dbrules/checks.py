@@ -40,7 +40,22 @@ def check_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
                 )
     for model in models:
         errors.extend(messages_for(model))
+    errors.extend(cycle_messages())
     return errors
+
+
+def cycle_messages() -> list[checks.CheckMessage]:
+    from dbrules.analysis import dependency_cycles
+    from dbrules.registry import plans
+
+    return [
+        checks.Error(
+            "Rules form a cycle: " + " -> ".join(cycle) + "; no trigger order can settle it.",
+            hint="Break the cycle: derive one of these fields from stored, non-derived columns.",
+            id="dbrules.E009",
+        )
+        for cycle in dependency_cycles(plans())
+    ]
 
 
 def messages_for(model: Any) -> list[checks.CheckMessage]:

@@ -16,10 +16,18 @@ from typing import Any, Optional
 
 import pgtrigger
 from django.db import models
+from django.utils.deconstruct import deconstructible
 from pgtrigger import compiler as pgcompiler
 
-from dbrules.analysis import AggregatePlan, Plan
-from dbrules.sqlrender import literal, quote, render, render_condition, table
+from dbrules.analysis import AggregatePlan, CopyPlan, Plan, RowPlan
+from dbrules.sqlrender import (
+    literal,
+    quote,
+    render,
+    render_condition,
+    render_expression,
+    table,
+)
 
 NAME_LIMIT = 47  # pgtrigger's limit for trigger names
 
@@ -138,6 +146,29 @@ class RuleTrigger(pgtrigger.Trigger):
         return (status, enabled == "O")
 
 
+@deconstructible(path="dbrules.compiler.ThroughTrigger")
+class ThroughTrigger:
+    """A compiled trigger on the auto-created table of ManyToMany ``field``."""
+
+    def __init__(self, field: str, trigger: pgcompiler.Trigger) -> None:
+        self.field = field
+        self.trigger = trigger
+
+    @property
+    def name(self) -> str:
+        return self.trigger.name
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ThroughTrigger)
+            and self.field == other.field
+            and self.trigger == other.trigger
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.field, self.trigger.name))
+
+
 @dataclass(frozen=True)
 class CompiledTrigger:
     """A trigger, the model whose table it is on, and the plans it serves."""
@@ -169,10 +200,19 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
             key = (plan.parent._meta.label, plan.child._meta.label, plan.fk.name)
             aggregate_groups[key].append(plan)
             by_parent[plan.parent].append(plan)
+    row_plans: dict[type[models.Model], list[Plan]] = defaultdict(list)
+    for plan in plans:
+        if isinstance(plan, (CopyPlan, RowPlan)):
+            row_plans[plan.parent].append(plan)
     for key in sorted(aggregate_groups):
         compiled.extend(_aggregate_group_triggers(aggregate_groups[key]))
     for parent in sorted(by_parent, key=lambda m: m._meta.label):
         compiled.extend(_parent_triggers(parent, by_parent[parent]))
+    for model in sorted(row_plans, key=lambda m: m._meta.label):
+        compiled.extend(_row_triggers(model, row_plans[model]))
+        for plan in sorted(row_plans[model], key=lambda p: p.target.name):
+            if isinstance(plan, CopyPlan):
+                compiled.extend(_copy_cascade_triggers(plan))
     return compiled
 
 
@@ -248,9 +288,13 @@ def _delta_assignment(plan: AggregatePlan) -> str:
     if plan.function == "count" or (plan.function == "sum" and not plan.target.null):
         return f"{column} = p.{column} + d.{column}"
     if plan.function == "sum":
+        removed, added = quote(name + "__removed"), quote(name + "__added")
+        # Untouched by this statement: keep (NULL stays NULL). Only additions:
+        # add. A value left: it may have been the last one, so rescan.
         return (
-            f"{column} = CASE WHEN d.{quote(name + '__removed')} = 0 "
-            f"THEN coalesce(p.{column}, 0) + d.{column} ELSE {_rescan_sql(plan)} END"
+            f"{column} = CASE WHEN d.{removed} = 0 AND d.{added} = 0 THEN p.{column} "
+            f"WHEN d.{removed} = 0 THEN coalesce(p.{column}, 0) + d.{column} "
+            f"ELSE {_rescan_sql(plan)} END"
         )
     added, removed = quote(name + "__added"), quote(name + "__removed")
     # The extreme may have left when a removed value reaches it: rescan.
@@ -312,7 +356,11 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
                 signed_rows=signed_rows,
             )
         func = render(
-            "aggregate_delta.sql", signed_rows=signed_rows, lock_first=lock_first, **body_values
+            "aggregate_delta.sql",
+            signed_rows=signed_rows,
+            lock_first=lock_first,
+            any_rows="dbrules_new" if operation == "insert" else "dbrules_old",
+            **body_values,
         )
         trigger = RuleTrigger(
             name=trigger_name(*base, suffix),
@@ -412,3 +460,137 @@ def _parent_triggers(
         CompiledTrigger(parent, compute, tuple(plans)),
         CompiledTrigger(parent, guard, tuple(plans)),
     ]
+
+
+# -- copies and same-row expressions -------------------------------------------
+
+
+def _fk_key(fk: models.ForeignKey) -> str:
+    """The column of the related table a ForeignKey points at (pk or to_field)."""
+    return quote(fk.target_field.column)
+
+
+def _lookup_sql(plan: CopyPlan, row: str) -> str:
+    """The copied value for the row ``row`` (``NEW`` or an alias), along the FK path."""
+    path = plan.path
+    joins = [f"{table(path[0].related_model)} AS t1"]
+    for i, fk in enumerate(path[1:], start=2):
+        joins.append(
+            f"JOIN {table(fk.related_model)} AS t{i} ON t{i}.{_fk_key(fk)} = t{i - 1}.{_column(fk)}"
+        )
+    lookup = (
+        f"(SELECT t{len(path)}.{_column(plan.source)} FROM {' '.join(joins)} "
+        f"WHERE t1.{_fk_key(path[0])} = {row}.{_column(path[0])})"
+    )
+    if plan.empty_value is not None:
+        lookup = f"coalesce({lookup}, {literal(plan.empty_value)})"
+    return lookup
+
+
+def _row_order(plans: list[Plan]) -> list[Plan]:
+    """Copies first, then expressions after the derived columns they read."""
+    copies = sorted((p for p in plans if isinstance(p, CopyPlan)), key=lambda p: p.target.name)
+    rows = sorted((p for p in plans if isinstance(p, RowPlan)), key=lambda p: p.target.name)
+    ordered: list[Plan] = list(copies)
+    pending = list(rows)
+    while pending:
+        done = {p.target.name for p in ordered}
+        ready = [
+            p
+            for p in pending
+            if all(
+                c.name in done or c.name == p.target.name or c.name not in {q.target.name for q in pending}
+                for c in p.columns
+            )
+        ]
+        if not ready:  # a cycle: reported by the checks; keep a stable order
+            ready = pending[:1]
+        ordered.extend(ready)
+        pending = [p for p in pending if p not in ready]
+    return ordered
+
+
+def _row_triggers(model: type[models.Model], plans: list[Plan]) -> list[CompiledTrigger]:
+    ordered = _row_order(plans)
+    assignments = []
+    inputs: dict[str, None] = {}
+    for plan in ordered:
+        if isinstance(plan, CopyPlan):
+            value = _lookup_sql(plan, "NEW")
+            inputs[plan.path[0].column] = None
+        else:
+            value = render_expression(model, plan.rule.expression, "NEW")
+            inputs.update(dict.fromkeys(c.column for c in plan.columns))
+        assignments.append(f"NEW.{_column(plan.target)} := {value};")
+        inputs[plan.target.column] = None
+    func = render("row_compute.sql", assignments="\n".join(assignments))
+    comment = comment_for(ordered)
+    changed = " OR ".join(f"OLD.{quote(c)} IS DISTINCT FROM NEW.{quote(c)}" for c in inputs)
+    insert = RuleTrigger(
+        name=trigger_name(model._meta.model_name, "row_ins"),
+        when=pgtrigger.Before,
+        operation=pgtrigger.Insert,
+        level=pgtrigger.Row,
+        func=func,
+        comment=comment,
+    )
+    update = RuleTrigger(
+        name=trigger_name(model._meta.model_name, "row_upd"),
+        when=pgtrigger.Before,
+        operation=pgtrigger.Update,
+        level=pgtrigger.Row,
+        condition=pgtrigger.Condition(changed),
+        func=func,
+        comment=comment,
+    )
+    return [
+        CompiledTrigger(model, insert, tuple(ordered)),
+        CompiledTrigger(model, update, tuple(ordered)),
+    ]
+
+
+def _copy_cascade_triggers(plan: CopyPlan) -> list[CompiledTrigger]:
+    """On each table along the path: re-copy when the value or the next hop changes."""
+    result = []
+    path = plan.path
+    for hop, fk in enumerate(path):
+        source_model = fk.related_model
+        relevant = path[hop + 1].column if hop + 1 < len(path) else plan.source.column
+        # Walk back from the changed row to the rows holding the copy.
+        reaches = f"NEW.{_fk_key(fk)}"
+        for back in range(hop, 0, -1):
+            prev = path[back - 1]
+            reaches = (
+                f"(SELECT t.{_fk_key(prev)} FROM {table(prev.related_model)} AS t "
+                f"WHERE t.{_column(path[back])} = {reaches})"
+            )
+        operator = "=" if hop == 0 else "IN"
+        func = render(
+            "copy_cascade.sql",
+            model_table=table(plan.parent),
+            target=_column(plan.target),
+            lookup=_lookup_sql(plan, "m"),
+            reaches_changed=f"m.{_column(path[0])} {operator} {reaches}",
+        )
+        for suffix, operation in (("upd", pgtrigger.Update), ("ins", pgtrigger.Insert)):
+            condition = None
+            if suffix == "upd":
+                condition = pgtrigger.Condition(
+                    " OR ".join(
+                        f"OLD.{quote(c)} IS DISTINCT FROM NEW.{quote(c)}"
+                        for c in dict.fromkeys([relevant, fk.target_field.column])
+                    )
+                )
+            trigger = RuleTrigger(
+                name=trigger_name(
+                    plan.parent._meta.model_name, plan.target.name, "src", str(hop), suffix
+                ),
+                when=pgtrigger.After,
+                operation=operation,
+                level=pgtrigger.Row,
+                condition=condition,
+                func=func,
+                comment=plan.label,
+            )
+            result.append(CompiledTrigger(source_model, trigger, (plan,)))
+    return result

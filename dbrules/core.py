@@ -11,12 +11,16 @@ from django.utils.deconstruct import deconstructible
 
 # ``Meta.rules`` must be accepted before any model class is built, so this
 # runs when ``dbrules`` is imported (models import it to declare rules).
-if "rules" not in options.DEFAULT_NAMES:
-    options.DEFAULT_NAMES = (*options.DEFAULT_NAMES, "rules")
 # Historical models carry their rules, so a migration can backfill with the
-# expression that was current at that point of the history.
-if "rules" not in state.DEFAULT_NAMES:
-    state.DEFAULT_NAMES = (*state.DEFAULT_NAMES, "rules")
+# expression that was current at that point of the history; and the triggers
+# on their auto-created ManyToMany tables, which Django's migration state has
+# no model for.
+THROUGH_TRIGGERS = "dbrules_through_triggers"
+for _name in ("rules", THROUGH_TRIGGERS):
+    if _name not in options.DEFAULT_NAMES:
+        options.DEFAULT_NAMES = (*options.DEFAULT_NAMES, _name)
+    if _name not in state.DEFAULT_NAMES:
+        state.DEFAULT_NAMES = (*state.DEFAULT_NAMES, _name)
 
 
 @deconstructible(path="dbrules.Derived")

@@ -15,7 +15,10 @@ from django.core.management.commands import makemigrations, migrate
 from django.db import router
 from django.db.migrations.operations.base import Operation
 
-from dbrules.core import Derived
+import django
+
+from dbrules.compiler import ThroughTrigger
+from dbrules.core import THROUGH_TRIGGERS, Derived
 
 
 class BackfillRules(Operation):
@@ -35,7 +38,7 @@ class BackfillRules(Operation):
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         return (
-            "dbrules.migrations.BackfillRules",
+            self.__class__.__name__,
             [],
             {"model_name": self.model_name, "rules": self.rules},
         )
@@ -88,19 +91,184 @@ class BackfillRules(Operation):
         return f"{self.model_name_lower}_rules"
 
 
+class _ThroughTriggerOperation(Operation):
+    """Shared state handling of the two operations below."""
+
+    reduces_to_sql = False
+    reversible = True
+    model_name: str
+
+    @property
+    def model_name_lower(self) -> str:
+        return self.model_name.lower()
+
+    def _entries(self, state: Any, app_label: str) -> list[ThroughTrigger]:
+        return list(state.models[app_label, self.model_name_lower].options.get(THROUGH_TRIGGERS, []))
+
+    def _set_entries(self, state: Any, app_label: str, entries: list[ThroughTrigger]) -> None:
+        options = state.models[app_label, self.model_name_lower].options
+        if entries:
+            options[THROUGH_TRIGGERS] = entries
+        else:
+            options.pop(THROUGH_TRIGGERS, None)
+        state.reload_model(app_label, self.model_name_lower, delay=True)
+
+    def _execute(self, schema_editor: Any, state: Any, app_label: str, sql: str) -> None:
+        model = state.apps.get_model(app_label, self.model_name)
+        connection = schema_editor.connection
+        if connection.vendor == "postgresql" and router.allow_migrate_model(connection.alias, model):
+            schema_editor.execute(sql, params=None)
+
+
+class AddThroughTrigger(_ThroughTriggerOperation):
+    """Install a dbrules trigger on the auto-created table of a ManyToManyField."""
+
+    def __init__(self, model_name: str, entry: ThroughTrigger) -> None:
+        self.model_name = model_name
+        self.entry = entry
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return (
+            self.__class__.__name__,
+            [],
+            {"model_name": self.model_name, "entry": self.entry},
+        )
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        self._set_entries(state, app_label, self._entries(state, app_label) + [self.entry])
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        self._execute(schema_editor, to_state, app_label, self.entry.trigger.install_sql)
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        self._execute(schema_editor, from_state, app_label, self.entry.trigger.uninstall_sql)
+
+    def describe(self) -> str:
+        return f"Create trigger {self.entry.name} on the table of {self.model_name}.{self.entry.field}"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"{self.model_name_lower}_{self.entry.name}"
+
+
+class RemoveThroughTrigger(_ThroughTriggerOperation):
+    """Drop a dbrules trigger from the auto-created table of a ManyToManyField."""
+
+    def __init__(self, model_name: str, name: str) -> None:
+        self.model_name = model_name
+        self.name = name
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return (
+            self.__class__.__name__,
+            [],
+            {"model_name": self.model_name, "name": self.name},
+        )
+
+    def _find(self, state: Any, app_label: str) -> ThroughTrigger:
+        return next(e for e in self._entries(state, app_label) if e.name == self.name)
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        entries = [e for e in self._entries(state, app_label) if e.name != self.name]
+        self._set_entries(state, app_label, entries)
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        entry = self._find(from_state, app_label)
+        self._execute(schema_editor, from_state, app_label, entry.trigger.uninstall_sql)
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        entry = self._find(to_state, app_label)
+        self._execute(schema_editor, to_state, app_label, entry.trigger.install_sql)
+
+    def describe(self) -> str:
+        return f"Remove trigger {self.name} from the table of a ManyToManyField of {self.model_name}"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"remove_{self.model_name_lower}_{self.name}"
+
+
 class RulesAutodetectorMixin:
-    """Writes a BackfillRules operation for every model whose rules changed."""
+    """Writes dbrules' operations: BackfillRules for every model whose rules
+    changed, and Add/RemoveThroughTrigger for auto-created M2M tables."""
+
+    def generate_created_models(self) -> None:
+        super().generate_created_models()  # type: ignore[misc]
+        added = sorted(self.new_model_keys - self.old_model_keys)  # type: ignore[attr-defined]
+        for app_label, model_name in added:
+            model_state = self.to_state.models[app_label, model_name]  # type: ignore[attr-defined]
+            for entry in model_state.options.pop(THROUGH_TRIGGERS, []):
+                self._add_through_trigger(app_label, model_name, entry)
+
+    def _add_through_trigger(self, app_label: str, model_name: str, entry: ThroughTrigger) -> None:
+        self.add_operation(  # type: ignore[attr-defined]
+            app_label,
+            AddThroughTrigger(model_name=model_name, entry=entry),
+            dependencies=[_field_created(app_label, model_name, entry.field)],
+        )
 
     def generate_added_constraints(self) -> None:  # runs after triggers were added
         super().generate_added_constraints()  # type: ignore[misc]
         for app_label, model_name in sorted(self.kept_model_keys):  # type: ignore[attr-defined]
             old_model_name = self.renamed_models.get((app_label, model_name), model_name)  # type: ignore[attr-defined]
-            old_rules = self.from_state.models[app_label, old_model_name].options.get("rules", [])  # type: ignore[attr-defined]
-            new_rules = self.to_state.models[app_label, model_name].options.get("rules", [])  # type: ignore[attr-defined]
-            if list(old_rules) != list(new_rules):
+            old_options = self.from_state.models[app_label, old_model_name].options  # type: ignore[attr-defined]
+            new_options = self.to_state.models[app_label, model_name].options  # type: ignore[attr-defined]
+            old_entries = list(old_options.get(THROUGH_TRIGGERS, []))
+            new_entries = list(new_options.get(THROUGH_TRIGGERS, []))
+            for entry in old_entries:
+                if entry not in new_entries:
+                    self.add_operation(  # type: ignore[attr-defined]
+                        app_label, RemoveThroughTrigger(model_name=model_name, name=entry.name)
+                    )
+            for entry in new_entries:
+                if entry not in old_entries:
+                    self._add_through_trigger(app_label, model_name, entry)
+            old_rules = list(old_options.get("rules", []))
+            new_rules = list(new_options.get("rules", []))
+            if old_rules != new_rules:
                 self.add_operation(  # type: ignore[attr-defined]
-                    app_label, BackfillRules(model_name=model_name, rules=list(new_rules))
+                    app_label, BackfillRules(model_name=model_name, rules=new_rules)
                 )
+
+    def _sort_migrations(self) -> None:
+        """dbrules' triggers read columns that other operations of the same
+        migration may add or drop, and nothing depends on them: drop old
+        triggers first, create new ones after every schema change, and
+        backfill last."""
+        super()._sort_migrations()  # type: ignore[misc]
+        for app_label, operations in self.generated_operations.items():  # type: ignore[attr-defined]
+            buckets: dict[int, list[Operation]] = {0: [], 1: [], 2: [], 3: []}
+            for op in operations:
+                buckets[_phase(op)].append(op)
+            self.generated_operations[app_label] = [  # type: ignore[attr-defined]
+                op for phase in sorted(buckets) for op in buckets[phase]
+            ]
+
+
+def _phase(op: Operation) -> int:
+    from pgtrigger.migrations import AddTrigger, RemoveTrigger
+
+    if isinstance(op, RemoveThroughTrigger) or (
+        isinstance(op, RemoveTrigger) and op.name.startswith("dbrules_")
+    ):
+        return 0
+    if isinstance(op, AddThroughTrigger) or (
+        isinstance(op, AddTrigger) and (op.trigger.name or "").startswith("dbrules_")
+    ):
+        return 2
+    if isinstance(op, BackfillRules):
+        return 3
+    return 1
+
+
+def _field_created(app_label: str, model_name: str, field: str) -> Any:
+    if django.VERSION >= (5, 1):
+        from django.db.migrations.autodetector import OperationDependency
+
+        return OperationDependency(
+            app_label, model_name, field, OperationDependency.Type.CREATE
+        )
+    return (app_label, model_name, field, True)
 
 
 def patch_autodetector() -> None:

@@ -8,7 +8,7 @@ from django.apps import apps
 from django.db import models
 
 from dbrules.analysis import ModelRules, Plan, analyze_model
-from dbrules.compiler import CompiledTrigger, compile_plans
+from dbrules.compiler import CompiledTrigger, ThroughTrigger, compile_plans
 from dbrules.core import rules_of
 
 
@@ -36,9 +36,26 @@ def compiled() -> tuple[CompiledTrigger, ...]:
 
 def register_triggers() -> None:
     """Hand every compiled trigger to pgtrigger, which puts it in the model's
-    ``Meta.triggers``: ``makemigrations`` then writes it like any other."""
+    ``Meta.triggers``: ``makemigrations`` then writes it like any other.
+
+    A trigger on an auto-created ManyToMany table is also recorded on the
+    model that declares the field, where dbrules' own migration operations
+    find it (Django keeps no migration state for auto-created tables).
+    """
+    from dbrules.core import THROUGH_TRIGGERS
+
     for item in compiled():
         item.trigger.register(item.model)
+        owner = item.model._meta.auto_created
+        if owner:
+            field = next(
+                f.name for f in owner._meta.local_many_to_many if f.remote_field.through is item.model
+            )
+            entry = ThroughTrigger(field, item.trigger.compile(item.model))
+            existing = owner._meta.original_attrs.setdefault(THROUGH_TRIGGERS, [])
+            if entry not in existing:
+                existing.append(entry)
+            setattr(owner._meta, THROUGH_TRIGGERS, existing)
 
 
 def clear_cache() -> None:

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Expression, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from dbrules.analysis import AggregatePlan, Plan, analyze
+from dbrules.analysis import AggregatePlan, CopyPlan, Plan, RowPlan, analyze
 from dbrules.core import rules_of
 
 LIVE_SUFFIX = "_live"
@@ -51,6 +51,12 @@ def live_expression(plan: Plan, *, standalone: bool = False) -> Expression:
         if plan.empty_value is not None:
             expression = Coalesce(expression, Value(plan.empty_value), output_field=plan.target)
         return expression
+    if isinstance(plan, CopyPlan):
+        if plan.empty_value is not None:
+            return Coalesce(plan.rule.expression, Value(plan.empty_value), output_field=plan.target)
+        return plan.rule.expression
+    if isinstance(plan, RowPlan):
+        return plan.rule.expression
     raise TypeError(plan)  # pragma: no cover
 
 
@@ -92,7 +98,6 @@ def return_derived_values_on_insert() -> None:
                 plan = analyze(model, rule)
             except Exception:  # reported by the system checks
                 continue
-            if isinstance(plan, AggregatePlan):
-                targets.append(plan.target)
+            targets.append(plan.target)
         base = [f for f in model._meta.db_returning_fields if f not in targets]
         model._meta.db_returning_fields = base + targets

@@ -94,3 +94,14 @@ def render_condition(model: type[Model], condition: Q, alias: str) -> str:
     # Django writes columns as "table"."column"; point them at the alias.
     text = text.replace(f"{quote(model._meta.db_table)}.", f"{alias}.")
     return text % tuple(literal(p) for p in params)
+
+
+def render_expression(model: type[Model], expression: Any, alias: str) -> str:
+    """Compile an expression over ``model``'s own row to SQL reading ``alias.column``."""
+    query = Query(model, alias_cols=True)
+    resolved = expression.resolve_expression(query, allow_joins=False, reuse=None)
+    connection = connections["default"]
+    compiler = query.get_compiler(connection=connection)
+    text, params = compiler.compile(resolved)
+    text = text.replace(f"{quote(model._meta.db_table)}.", f"{alias}.")
+    return text % tuple(literal(p) for p in params)

@@ -7,6 +7,11 @@
 --! not order row locks; this locking CTE does), and each parent is updated
 --! once: `n = n + delta` under the row lock, which never loses a concurrent
 --! writer's change the way a recount under READ COMMITTED can.
+-- Statement triggers fire for statements that touched no row, including
+-- dbrules' own empty maintenance updates: stop there.
+IF NOT EXISTS (SELECT 1 FROM {{any_rows}}) THEN
+    RETURN NULL;
+END IF;
 {{lock_first}}
 WITH deltas AS (
     SELECT r.{{fk}} AS parent_key,

@@ -1,13 +1,35 @@
 """The bookstore the tests and the docs use."""
 
 from django.db import models
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Case, Count, F, Max, Min, Q, Sum, Value, When
+from django.db.models.functions import Concat, Lower
 
 import dbrules
 
 
+class Publisher(models.Model):
+    name = models.CharField(max_length=200)
+    country = models.CharField(max_length=2, default="")
+    num_authors = models.IntegerField(default=0)
+    total_books = models.BigIntegerField(default=0)
+
+    class Meta:
+        rules = [
+            dbrules.Derived("num_authors", Count("authors")),
+            # A chain: a sum of another rule's derived column.
+            dbrules.Derived("total_books", Sum("authors__num_books")),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Author(models.Model):
     name = models.CharField(max_length=200)
+    email = models.CharField(max_length=200, default="")
+    publisher = models.ForeignKey(
+        Publisher, related_name="authors", null=True, blank=True, on_delete=models.SET_NULL
+    )
     num_books = models.IntegerField(default=0)
     num_published = models.IntegerField(default=0)
     total_pages = models.BigIntegerField(default=0)
@@ -23,6 +45,8 @@ class Author(models.Model):
             dbrules.Derived("last_published", Max("books__published_on")),
             dbrules.Derived("shortest_book", Min("books__pages", filter=Q(books__published=True))),
             dbrules.Derived("priced_total", Sum("books__price")),
+            # Normalising a column from itself.
+            dbrules.Derived("email", Lower("email")),
         ]
 
     def __str__(self) -> str:
@@ -36,6 +60,57 @@ class Book(models.Model):
     price = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
     published = models.BooleanField(default=False)
     published_on = models.DateField(null=True, blank=True)
+    author_name = models.CharField(max_length=200, default="")
+    publisher_country = models.CharField(max_length=2, null=True, blank=True)
+    title_key = models.CharField(max_length=200, default="")
+    label = models.TextField(default="")
+    size = models.CharField(max_length=5, default="")
+    weight_grams = models.IntegerField(default=0)
+    num_tags = models.IntegerField(default=0)
+    tags = models.ManyToManyField("Tag", related_name="books", blank=True)
+
+    class Meta:
+        rules = [
+            dbrules.Derived("author_name", F("author__name")),
+            dbrules.Derived("publisher_country", F("author__publisher__country")),
+            dbrules.Derived("title_key", Lower("title")),
+            dbrules.Derived("label", Concat("title", Value(" by "), "author_name")),
+            dbrules.Derived(
+                "size",
+                Case(When(pages__gte=300, then=Value("long")), default=Value("short")),
+            ),
+            dbrules.Derived("weight_grams", F("pages") * 3 + 50),
+            dbrules.Derived("num_tags", Count("tags")),
+        ]
 
     def __str__(self) -> str:
         return self.title
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=50)
+    num_books = models.IntegerField(default=0)
+
+    class Meta:
+        rules = [dbrules.Derived("num_books", Count("books"))]
+
+
+class Reader(models.Model):
+    """An explicit through model (Loan) between readers and books."""
+
+    name = models.CharField(max_length=100)
+    books = models.ManyToManyField(Book, through="Loan", related_name="readers")
+    num_loans = models.IntegerField(default=0)
+    num_open_loans = models.IntegerField(default=0)
+
+    class Meta:
+        rules = [
+            dbrules.Derived("num_loans", Count("books")),
+            dbrules.Derived("num_open_loans", Count("loans", filter=Q(loans__returned=False))),
+        ]
+
+
+class Loan(models.Model):
+    reader = models.ForeignKey(Reader, related_name="loans", on_delete=models.CASCADE)
+    book = models.ForeignKey(Book, on_delete=models.CASCADE)
+    returned = models.BooleanField(default=False)
