@@ -2,7 +2,8 @@
 
 Ids: E001 missing app, E002 not a Derived, E003 bad target field, E004 unknown
 field or relation, E005 unsupported expression, E006 type mismatch, E007
-filter that cannot be compiled, E008 two rules for one field, E009 cycle.
+filter that cannot be compiled, E008 two rules for one field, E009 cycle,
+E010 rules over one relation that disagree on deferred=.
 """
 
 from __future__ import annotations
@@ -41,7 +42,34 @@ def check_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     for model in models:
         errors.extend(messages_for(model))
     errors.extend(cycle_messages())
+    errors.extend(deferral_messages())
     return errors
+
+
+def deferral_messages() -> list[checks.CheckMessage]:
+    """Rules over one relation share their triggers, so they defer together."""
+    from collections import defaultdict
+
+    from dbrules.analysis import AggregatePlan
+    from dbrules.registry import plans
+
+    groups: dict[tuple[str, str, str], list[AggregatePlan]] = defaultdict(list)
+    for plan in plans():
+        if isinstance(plan, AggregatePlan):
+            groups[(plan.parent._meta.label, plan.child._meta.label, plan.fk.name)].append(plan)
+    messages = []
+    for (parent, child, fk), group in sorted(groups.items()):
+        if len({p.rule.deferred for p in group}) > 1:
+            messages.append(
+                checks.Error(
+                    f"{parent}: rules over {child}.{fk} disagree on deferred=: "
+                    + ", ".join(f"{p.rule.field} (deferred={p.rule.deferred})" for p in group),
+                    hint="They compile to the same triggers; give them all the same deferred=.",
+                    obj=group[0].parent,
+                    id="dbrules.E010",
+                )
+            )
+    return messages
 
 
 def cycle_messages() -> list[checks.CheckMessage]:

@@ -52,9 +52,12 @@ class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
         condition: str = "",
         declare: str = "",
         comment: str = "",
+        setup: str = "",
+        teardown: str = "",
+        deferrable: bool = False,
         hash: Optional[str] = None,
     ) -> None:
-        self.kwargs = {
+        self.kwargs: dict[str, Any] = {
             "pgid": pgid,
             "table": table,
             "func": func,
@@ -65,8 +68,19 @@ class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
             "condition": condition,
             "declare": declare,
             "comment": comment,
+            "setup": setup,
+            "teardown": teardown,
+            "deferrable": deferrable,
         }
-        self.defaults = {"level": "ROW", "referencing": "", "condition": "", "declare": ""}
+        self.defaults: dict[str, Any] = {
+            "level": "ROW",
+            "referencing": "",
+            "condition": "",
+            "declare": "",
+            "setup": "",
+            "teardown": "",
+            "deferrable": False,
+        }
         self.pgid = pgid
         self.table = table
         self.hash = hash or hashlib.sha1(self._render("").encode()).hexdigest()
@@ -78,6 +92,8 @@ class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
         values["condition"] = f"WHEN ({values['condition']})" if values["condition"] else ""
         values["comment"] = literal(f"dbrules: {self.kwargs['comment']}")
         values["trigger_comment"] = literal(f"dbrules: {self.kwargs['comment']} [{hash}]")
+        values["constraint"] = "CONSTRAINT" if self.kwargs["deferrable"] else ""
+        values["timing"] = "DEFERRABLE INITIALLY DEFERRED" if self.kwargs["deferrable"] else ""
         return render("trigger.sql", **values)
 
     def get_template(self) -> str:  # pragma: no cover - pgtrigger API; we render ourselves
@@ -93,22 +109,40 @@ class CompiledRuleTrigger(pgcompiler.Trigger):
 
     @property
     def uninstall_sql(self) -> str:
-        return f"{super().uninstall_sql}\nDROP FUNCTION IF EXISTS {self.sql.pgid}();"
+        teardown = self.sql.kwargs.get("teardown", "")
+        return f"{super().uninstall_sql}\nDROP FUNCTION IF EXISTS {self.sql.pgid}();\n{teardown}".strip()
 
 
 class RuleTrigger(pgtrigger.Trigger):
     """A pgtrigger trigger whose function and installation SQL dbrules writes."""
 
-    def __init__(self, *, comment: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        comment: str,
+        on_table: str = "",
+        setup: str = "",
+        teardown: str = "",
+        deferrable: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.comment = comment
+        self.on_table = on_table
+        self.setup = setup
+        self.teardown = teardown
+        self.deferrable = deferrable
         super().__init__(**kwargs)
+
+    def table_of(self, model: type[models.Model]) -> str:
+        """The table the trigger is on: the model's, unless set explicitly."""
+        return self.on_table or table(model)
 
     def compile(self, model: type[models.Model]) -> pgcompiler.Trigger:
         return CompiledRuleTrigger(
             name=self.name,
             sql=RuleTriggerSql(
                 pgid=self.get_pgid(model),
-                table=table(model),
+                table=self.table_of(model),
                 func=self.render_func(model),
                 when=str(self.when),
                 operation=str(self.operation),
@@ -117,6 +151,9 @@ class RuleTrigger(pgtrigger.Trigger):
                 condition=self.condition.sql if self.condition else "",
                 declare=self.render_declare(model),
                 comment=self.comment,
+                setup=self.setup,
+                teardown=self.teardown,
+                deferrable=self.deferrable,
             ),
         )
 
@@ -131,7 +168,7 @@ class RuleTrigger(pgtrigger.Trigger):
         query = (
             "SELECT obj_description(oid, 'pg_trigger'), tgenabled FROM pg_trigger "
             f"WHERE tgname = {literal(self.get_pgid(model))} "
-            f"AND tgrelid = {literal(table(model))}::regclass"
+            f"AND tgrelid = {literal(self.table_of(model))}::regclass"
         )
         try:
             with transaction.atomic(using=database):
@@ -328,39 +365,88 @@ OPERATIONS = {
 }
 
 
+def _merge_column(plan: AggregatePlan, column: str) -> str:
+    """How parked deltas of several statements combine, per pending column."""
+    name = column.split(" AS ")[-1]
+    if plan.function in {"min", "max"}:
+        return f"{plan.function}(q.{name}) AS {name}"
+    return f"sum(q.{name}) AS {name}"
+
+
+def _pending_columns(plan: AggregatePlan) -> list[tuple[str, str]]:
+    """(quoted column, SQL type) of ``plan``'s columns in the pending table."""
+    from django.db import connections
+
+    connection = connections["default"]
+    columns = []
+    for text in _delta_columns(plan):
+        name = text.split(" AS ")[-1]
+        if plan.function in {"min", "max"}:
+            kind = plan.value.db_type(connection)
+        elif plan.function == "sum" and not name.endswith(('__removed"', '__added"')):
+            kind = "numeric"
+        else:
+            kind = "bigint"
+        columns.append((name, kind))
+    return columns
+
+
+def deferred_by_rule(plans: Sequence[AggregatePlan]) -> bool:
+    return any(p.rule.deferred for p in plans)
+
+
 def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigger]:
+    from django.db import connections
+
     first = plans[0]
     parent, child, fk = first.parent, first.child, first.fk
     parent_key = _column(first.parent_key)
     comment = comment_for(plans)
     base = (parent._meta.model_name, first.relation)
     result: list[CompiledTrigger] = []
-    body_values = {
-        "fk": _column(fk),
+    pending_columns = [c for p in plans for c in _pending_columns(p)]
+    digest = hashlib.sha1(
+        repr((parent._meta.db_table, child._meta.db_table, fk.column, pending_columns)).encode()
+    ).hexdigest()[:10]
+    pending = f'"dbrules"."pending_{parent._meta.db_table[:30]}_{digest}"'
+    any_change = " OR ".join(_delta_changed(p) for p in plans)
+    common = {
         "parent_key": parent_key,
         "parent_table": table(parent),
-        "delta_columns": ",\n           ".join(c for p in plans for c in _delta_columns(p)),
-        "any_change": " OR ".join(_delta_changed(p) for p in plans),
+        "any_change": any_change,
         "assignments": ",\n       ".join(_delta_assignment(p) for p in plans),
     }
     rescans = any(needs_rescan(p) for p in plans)
+    deferred = (
+        "TRUE"
+        if deferred_by_rule(plans)
+        else "coalesce(current_setting('dbrules.deferred', true), '') = 'on'"
+    )
     for operation, suffix in (("insert", "ins"), ("update", "upd"), ("delete", "del")):
         signed_rows = SIGNED_ROWS[operation]
+        deltas = render(
+            "aggregate_deltas.sql",
+            fk=_column(fk),
+            signed_rows=signed_rows,
+            delta_columns=",\n       ".join(c for p in plans for c in _delta_columns(p)),
+        )
         lock_first = ""
         if rescans and operation != "insert":
             lock_first = render(
                 "lock_parents.sql",
-                parent_table=table(parent),
-                parent_key=parent_key,
-                fk=_column(fk),
-                signed_rows=signed_rows,
+                keys=f"SELECT r.{_column(fk)} FROM ({signed_rows}) AS r",
+                **common,
             )
         func = render(
             "aggregate_delta.sql",
-            signed_rows=signed_rows,
-            lock_first=lock_first,
             any_rows="dbrules_new" if operation == "insert" else "dbrules_old",
-            **body_values,
+            deferred=deferred,
+            pending_table=pending,
+            pending_columns=", ".join(name for name, _ in pending_columns),
+            deltas=deltas,
+            any_change=any_change,
+            lock_first=lock_first,
+            apply=render("apply_deltas.sql", deltas=deltas, **common),
         )
         trigger = RuleTrigger(
             name=trigger_name(*base, suffix),
@@ -375,6 +461,7 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
     truncate = render(
         "aggregate_truncate.sql",
         parent_table=table(parent),
+        pending_table=pending,
         assignments=", ".join(f"{_column(p.target)} = {_empty_sql(p)}" for p in plans),
         any_change=" OR ".join(
             f"p.{_column(p.target)} IS DISTINCT FROM {_empty_sql(p)}" for p in plans
@@ -394,6 +481,44 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             tuple(plans),
         )
     )
+    # Deferred mode: the pending table and the commit-time apply trigger.
+    connection = connections["default"]
+    merged = render(
+        "apply_deltas.sql",
+        deltas=(
+            "SELECT q.parent_key, "
+            + ", ".join(_merge_column(p, c) for p in plans for c in _delta_columns(p))
+            + f" FROM {pending} AS q WHERE q.dbrules_txid = txid_current() GROUP BY q.parent_key"
+        ),
+        **common,
+    )
+    apply_lock = ""
+    if rescans:
+        apply_lock = render(
+            "lock_parents.sql",
+            keys=f"SELECT q.parent_key FROM {pending} AS q WHERE q.dbrules_txid = txid_current()",
+            **common,
+        )
+    setup = render(
+        "pending_table.sql",
+        pending_table=pending,
+        pending_index=quote(f"pending_{digest}_txid"),
+        parent_key_type=fk.db_type(connection),
+        pending_column_types=",\n    ".join(f"{name} {kind}" for name, kind in pending_columns),
+    )
+    apply = RuleTrigger(
+        name=trigger_name(*base, "apply"),
+        when=pgtrigger.After,
+        operation=pgtrigger.Insert,
+        level=pgtrigger.Row,
+        func=render("aggregate_apply.sql", pending_table=pending, lock_first=apply_lock, apply=merged),
+        comment=comment,
+        on_table=pending,
+        setup=setup,
+        teardown=f"DROP TABLE IF EXISTS {pending};",
+        deferrable=True,
+    )
+    result.append(CompiledTrigger(parent, apply, tuple(plans)))
     return result
 
 

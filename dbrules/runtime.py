@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Optional
 
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import Expression, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
@@ -101,3 +102,26 @@ def return_derived_values_on_insert() -> None:
             targets.append(plan.target)
         base = [f for f in model._meta.db_returning_fields if f not in targets]
         model._meta.db_returning_fields = base + targets
+
+
+@contextmanager
+def deferred(using: Optional[str] = None) -> Iterator[None]:
+    """Defer dbrules' maintenance of aggregates to COMMIT for this block.
+
+    Opens (or joins) a transaction. Statements inside it park their deltas;
+    they are applied once, in primary-key order, when the transaction
+    commits. Use it for transactions of several statements that touch the
+    same hot parents, which can otherwise deadlock with each other. The
+    trade-off: until commit, the stored aggregates inside this transaction do
+    not include its own writes (use annotate_live() to read them).
+    """
+    alias = using or DEFAULT_DB_ALIAS
+    with transaction.atomic(using=alias):
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT set_config('dbrules.deferred', 'on', true)")
+        try:
+            yield
+        finally:
+            if not connections[alias].needs_rollback:
+                with connections[alias].cursor() as cursor:
+                    cursor.execute("SELECT set_config('dbrules.deferred', 'off', true)")

@@ -5,6 +5,6 @@
 --! parents has committed, so under READ COMMITTED it cannot miss their rows.
 PERFORM 1
    FROM {{parent_table}} AS p
-  WHERE p.{{parent_key}} IN (SELECT r.{{fk}} FROM ({{signed_rows}}) AS r)
+  WHERE p.{{parent_key}} IN ({{keys}})
   ORDER BY p.{{parent_key}}
     FOR NO KEY UPDATE OF p;

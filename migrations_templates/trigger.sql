@@ -4,6 +4,7 @@
 --! derived columns right but cannot redirect the function to its own objects.
 --! Unlike plain pgtrigger triggers there is no pgtrigger.ignore() escape:
 --! derived values are not optional.
+{{setup}}
 CREATE OR REPLACE FUNCTION {{pgid}}()
 RETURNS TRIGGER
 LANGUAGE plpgsql
@@ -19,8 +20,9 @@ $dbrules$;
 COMMENT ON FUNCTION {{pgid}}() IS {{comment}};
 
 DROP TRIGGER IF EXISTS {{pgid}} ON {{table}};
-CREATE TRIGGER {{pgid}}
+CREATE {{constraint}} TRIGGER {{pgid}}
     {{when}} {{operation}} ON {{table}}
+    {{timing}}
     {{referencing}}
     FOR EACH {{level}} {{condition}}
     EXECUTE FUNCTION {{pgid}}();
