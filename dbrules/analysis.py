@@ -301,7 +301,12 @@ def _analyze_aggregate(
     fk = relation.field
     value: Optional[models.Field] = None
     if rest:
-        if LOOKUP_SEP in rest:
+        rest_field = child._meta._forward_fields_map.get(rest) or next(
+            (f for f in child._meta.get_fields() if f.name == rest), None
+        )
+        if LOOKUP_SEP in rest or (
+            rest_field is not None and (rest_field.one_to_many or rest_field.many_to_many)
+        ):
             raise RuleError(
                 "dbrules.E005",
                 f"{rule.label(model)}: {source.name!r} aggregates across two relations.",

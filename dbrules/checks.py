@@ -46,15 +46,15 @@ def check_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     return errors
 
 
-def deferral_messages() -> list[checks.CheckMessage]:
+def deferral_messages(plans: Any = None) -> list[checks.CheckMessage]:
     """Rules over one relation share their triggers, so they defer together."""
     from collections import defaultdict
 
+    from dbrules import registry
     from dbrules.analysis import AggregatePlan
-    from dbrules.registry import plans
 
     groups: dict[tuple[str, str, str], list[AggregatePlan]] = defaultdict(list)
-    for plan in plans():
+    for plan in registry.plans() if plans is None else plans:
         if isinstance(plan, AggregatePlan):
             groups[(plan.parent._meta.label, plan.child._meta.label, plan.fk.name)].append(plan)
     messages = []
@@ -72,9 +72,9 @@ def deferral_messages() -> list[checks.CheckMessage]:
     return messages
 
 
-def cycle_messages() -> list[checks.CheckMessage]:
+def cycle_messages(plans: Any = None) -> list[checks.CheckMessage]:
+    from dbrules import registry
     from dbrules.analysis import dependency_cycles
-    from dbrules.registry import plans
 
     return [
         checks.Error(
@@ -82,7 +82,7 @@ def cycle_messages() -> list[checks.CheckMessage]:
             hint="Break the cycle: derive one of these fields from stored, non-derived columns.",
             id="dbrules.E009",
         )
-        for cycle in dependency_cycles(plans())
+        for cycle in dependency_cycles(registry.plans() if plans is None else plans)
     ]
 
 

@@ -1,0 +1,230 @@
+"""Bad declarations are system-check errors naming model, field and rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.db import models
+from django.db.models import Avg, Count, F, Max, Q, Sum, Window
+from django.db.models.functions import Lower, Now, Random, RowNumber
+from django.test.utils import isolate_apps, override_settings
+
+import dbrules
+from dbrules.analysis import dependency_cycles, analyze
+from dbrules.checks import check_rules, cycle_messages, messages_for
+
+
+def errors_of(model: Any) -> list[checks.CheckMessage]:
+    return messages_for(model)
+
+
+def only_error(model: Any) -> checks.CheckMessage:
+    errors = errors_of(model)
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+@pytest.fixture
+def app():
+    with isolate_apps("tests.bookstore") as apps_registry:
+        yield apps_registry
+
+
+def define(name: str, fields: dict[str, Any], rules: list[Any], **meta: Any) -> Any:
+    attrs = {"__module__": "tests.bookstore.models", **fields}
+    attrs["Meta"] = type("Meta", (), {"app_label": "bookstore", "rules": rules, **meta})
+    return type(name, (models.Model,), attrs)
+
+
+def shop(parent_fields: dict[str, Any], rules: list[Any], child_fields: dict[str, Any] | None = None):
+    parent = define("Shelf", {"name": models.CharField(max_length=20), **parent_fields}, rules)
+    child = define(
+        "Item",
+        {
+            "shelf": models.ForeignKey("Shelf", related_name="items", on_delete=models.CASCADE),
+            "size": models.IntegerField(default=0),
+            "label": models.CharField(max_length=20, default=""),
+            "ratio": models.FloatField(default=0),
+            "hidden": models.BooleanField(default=False),
+            **(child_fields or {}),
+        },
+        [],
+    )
+    return parent, child
+
+
+def test_a_valid_project_has_no_errors():
+    assert check_rules() == []
+
+
+def test_unknown_target_field(app):
+    parent, _ = shop({}, [dbrules.Derived("missing", Count("items"))])
+    error = only_error(parent)
+    assert error.id == "dbrules.E003"
+    assert "bookstore.Shelf.missing = Count(items)" in error.msg
+    assert "no field 'missing'" in error.msg and error.hint
+
+
+def test_unknown_relation(app):
+    parent, _ = shop({"n": models.IntegerField(default=0)}, [dbrules.Derived("n", Count("things"))])
+    error = only_error(parent)
+    assert error.id == "dbrules.E004" and "'things'" in error.msg
+
+
+def test_count_into_a_text_field(app):
+    parent, _ = shop({"n": models.CharField(max_length=5)}, [dbrules.Derived("n", Count("items"))])
+    error = only_error(parent)
+    assert error.id == "dbrules.E006" and "IntegerField" in error.hint
+
+
+def test_sum_of_text(app):
+    parent, _ = shop({"n": models.IntegerField(default=0)}, [dbrules.Derived("n", Sum("items__label"))])
+    assert only_error(parent).id == "dbrules.E006"
+
+
+def test_sum_of_float_is_refused_because_it_drifts(app):
+    parent, _ = shop({"n": models.FloatField(default=0)}, [dbrules.Derived("n", Sum("items__ratio"))])
+    error = only_error(parent)
+    assert error.id == "dbrules.E006" and "FloatField" in error.msg
+
+
+def test_max_into_a_non_nullable_field(app):
+    parent, _ = shop({"n": models.IntegerField(default=0)}, [dbrules.Derived("n", Max("items__size"))])
+    error = only_error(parent)
+    assert error.id == "dbrules.E006" and "null=True" in error.hint
+
+
+def test_avg_is_refused(app):
+    parent, _ = shop({"n": models.FloatField(null=True)}, [dbrules.Derived("n", Avg("items__size"))])
+    error = only_error(parent)
+    assert error.id == "dbrules.E005" and "Supported" in error.hint
+
+
+def test_distinct_count_is_refused(app):
+    parent, _ = shop(
+        {"n": models.IntegerField(default=0)}, [dbrules.Derived("n", Count("items", distinct=True))]
+    )
+    assert only_error(parent).id == "dbrules.E005"
+
+
+def test_filter_joining_beyond_the_child_row(app):
+    parent, _ = shop(
+        {"n": models.IntegerField(default=0)},
+        [dbrules.Derived("n", Count("items", filter=Q(name="x")))],
+    )
+    error = only_error(parent)
+    assert error.id == "dbrules.E007" and "items__" in error.hint
+
+
+def test_filter_on_a_related_row_of_the_child(app):
+    parent, _ = shop(
+        {"n": models.IntegerField(default=0)},
+        [dbrules.Derived("n", Count("items", filter=Q(items__shelf__name="x")))],
+    )
+    assert only_error(parent).id == "dbrules.E007"
+
+
+def test_aggregate_over_a_forward_foreign_key(app):
+    _, child = shop({}, [])
+    child._meta.rules = [dbrules.Derived("size", Count("shelf"))]
+    error = only_error(child)
+    assert error.id == "dbrules.E005" and "F('fk__field')" in error.hint
+
+
+def test_two_hops_of_aggregation_hint_to_chain(app):
+    define("Room", {"n": models.IntegerField(default=0)}, [dbrules.Derived("n", Count("shelves__items"))])
+    shelf = define(
+        "Shelf",
+        {"room": models.ForeignKey("Room", related_name="shelves", on_delete=models.CASCADE)},
+        [],
+    )
+    define("Item", {"shelf": models.ForeignKey(shelf, related_name="items", on_delete=models.CASCADE)}, [])
+    room = app.get_model("bookstore", "Room")
+    error = only_error(room)
+    assert error.id == "dbrules.E005" and "Chain two rules" in error.hint
+
+
+def test_window_and_random_are_refused(app):
+    _, child = shop({}, [])
+    child._meta.rules = [
+        dbrules.Derived("size", Window(RowNumber())),
+        dbrules.Derived("label", Random()),
+    ]
+    errors = errors_of(child)
+    assert [e.id for e in errors] == ["dbrules.E005", "dbrules.E005"]
+
+
+def test_now_in_a_copy_is_refused(app):
+    _, child = shop({}, [], {"stamp": models.DateTimeField(null=True)})
+    child._meta.rules = [dbrules.Derived("stamp", Now())]
+    assert only_error(child).id == "dbrules.E005"
+
+
+def test_copy_into_a_too_short_charfield(app):
+    parent, child = shop({}, [], {"shelf_name": models.CharField(max_length=5, default="")})
+    child._meta.rules = [dbrules.Derived("shelf_name", F("shelf__name"))]
+    error = only_error(child)
+    assert error.id == "dbrules.E006" and "max_length >= 20" in error.hint
+
+
+def test_copy_of_a_nullable_source_into_a_non_nullable_field(app):
+    parent, child = shop(
+        {"note": models.CharField(max_length=20, null=True)},
+        [],
+        {"shelf_note": models.CharField(max_length=20, default="")},
+    )
+    child._meta.rules = [dbrules.Derived("shelf_note", F("shelf__note"))]
+    assert only_error(child).id == "dbrules.E006"
+
+
+def test_not_a_derived(app):
+    parent, _ = shop({}, ["num_items"])
+    assert only_error(parent).id == "dbrules.E002"
+
+
+def test_two_rules_for_one_field(app):
+    parent, _ = shop(
+        {"n": models.IntegerField(default=0)},
+        [dbrules.Derived("n", Count("items")), dbrules.Derived("n", Count("items"))],
+    )
+    assert only_error(parent).id == "dbrules.E008"
+
+
+def test_a_cycle_of_rules_is_named(app):
+    a = define(
+        "Alpha",
+        {"x": models.IntegerField(default=0), "y": models.IntegerField(default=0)},
+        [dbrules.Derived("x", F("y") + 1), dbrules.Derived("y", F("x") + 1)],
+    )
+    plans = [analyze(a, rule) for rule in a._meta.rules]
+    cycles = dependency_cycles(plans)
+    assert cycles and set(cycles[0]) == {"bookstore.Alpha.x", "bookstore.Alpha.y"}
+    [message] = cycle_messages(plans)
+    assert message.id == "dbrules.E009" and "bookstore.Alpha.x" in message.msg
+
+
+def test_normalising_a_column_from_itself_is_not_a_cycle(app):
+    a = define("Person", {"email": models.CharField(max_length=50)}, [dbrules.Derived("email", Lower("email"))])
+    assert dependency_cycles([analyze(a, r) for r in a._meta.rules]) == []
+
+
+@override_settings(INSTALLED_APPS=["tests.bookstore"])
+def test_missing_apps_are_reported():
+    ids = [e.id for e in check_rules()]
+    assert ids.count("dbrules.E001") == 2
+
+
+def test_mixed_deferral_in_one_group(app):
+    from dbrules.checks import deferral_messages
+
+    parent, _ = shop(
+        {"n": models.IntegerField(default=0), "m": models.IntegerField(default=0)},
+        [
+            dbrules.Derived("n", Count("items"), deferred=True),
+            dbrules.Derived("m", Count("items")),
+        ],
+    )
+    messages = deferral_messages([analyze(parent, r) for r in parent._meta.rules])
+    assert [m.id for m in messages] == ["dbrules.E010"]
