@@ -408,7 +408,7 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
     digest = hashlib.sha1(
         repr((parent._meta.db_table, child._meta.db_table, fk.column, pending_columns)).encode()
     ).hexdigest()[:10]
-    pending = f'"dbrules"."pending_{parent._meta.db_table[:30]}_{digest}"'
+    pending = f'"dbrules"."pending_{parent._meta.model_name[:30]}_{digest}"'
     any_change = " OR ".join(_delta_changed(p) for p in plans)
     common = {
         "parent_key": parent_key,

@@ -61,3 +61,14 @@ def register_triggers() -> None:
 def clear_cache() -> None:
     analyzed.cache_clear()
     compiled.cache_clear()
+
+
+def generated_fields() -> list[models.Field]:
+    """Django GeneratedFields of installed models: PostgreSQL keeps them exact
+    itself; ``dbrules list`` shows them beside the rules."""
+    return [
+        field
+        for model in apps.get_models()
+        for field in model._meta.local_concrete_fields
+        if getattr(field, "generated", False)
+    ]
