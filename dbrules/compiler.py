@@ -30,6 +30,9 @@ from dbrules.sqlrender import (
 )
 
 NAME_LIMIT = 47  # pgtrigger's limit for trigger names
+# Parents a statement updates one by one (cached one-row UPDATEs, in key
+# order) before the rest go set-based; see aggregate_delta.sql.
+LOOP_LIMIT = 64
 
 
 class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
@@ -319,18 +322,19 @@ def _rescan_sql(plan: AggregatePlan) -> str:
     )
 
 
-def _delta_assignment(plan: AggregatePlan) -> str:
+def _delta_assignment(plan: AggregatePlan, d: str = "d") -> str:
+    """``target = <new value>`` from the parent's deltas row ``d``."""
     column = _column(plan.target)
     name = plan.target.column
     if plan.function == "count" or (plan.function == "sum" and not plan.target.null):
-        return f"{column} = p.{column} + d.{column}"
+        return f"{column} = p.{column} + {d}.{column}"
     if plan.function == "sum":
         removed, added = quote(name + "__removed"), quote(name + "__added")
         # Untouched by this statement: keep (NULL stays NULL). Only additions:
         # add. A value left: it may have been the last one, so rescan.
         return (
-            f"{column} = CASE WHEN d.{removed} = 0 AND d.{added} = 0 THEN p.{column} "
-            f"WHEN d.{removed} = 0 THEN coalesce(p.{column}, 0) + d.{column} "
+            f"{column} = CASE WHEN {d}.{removed} = 0 AND {d}.{added} = 0 THEN p.{column} "
+            f"WHEN {d}.{removed} = 0 THEN coalesce(p.{column}, 0) + {d}.{column} "
             f"ELSE {_rescan_sql(plan)} END"
         )
     added, removed = quote(name + "__added"), quote(name + "__removed")
@@ -340,8 +344,8 @@ def _delta_assignment(plan: AggregatePlan) -> str:
     left = ">=" if plan.function == "max" else "<="
     combine = "GREATEST" if plan.function == "max" else "LEAST"
     return (
-        f"{column} = CASE WHEN d.{removed} {left} p.{column} THEN {_rescan_sql(plan)} "
-        f"ELSE {combine}(p.{column}, d.{added}) END"
+        f"{column} = CASE WHEN {d}.{removed} {left} p.{column} THEN {_rescan_sql(plan)} "
+        f"ELSE {combine}(p.{column}, {d}.{added}) END"
     )
 
 
@@ -423,30 +427,34 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
         else "coalesce(current_setting('dbrules.deferred', true), '') = 'on'"
     )
     for operation, suffix in (("insert", "ins"), ("update", "upd"), ("delete", "del")):
-        signed_rows = SIGNED_ROWS[operation]
         deltas = render(
             "aggregate_deltas.sql",
             fk=_column(fk),
-            signed_rows=signed_rows,
+            signed_rows=SIGNED_ROWS[operation],
             delta_columns=",\n       ".join(c for p in plans for c in _delta_columns(p)),
         )
-        lock_first = ""
+        lock_one = ""
         if rescans and operation != "insert":
-            lock_first = render(
-                "lock_parents.sql",
-                keys=f"SELECT r.{_column(fk)} FROM ({signed_rows}) AS r",
-                **common,
+            # A rescan must see every earlier writer of this parent: lock it
+            # first, so the UPDATE (a new statement) takes a fresh snapshot.
+            lock_one = (
+                f"PERFORM 1 FROM {table(parent)} AS p "
+                f"WHERE p.{parent_key} = delta.parent_key FOR NO KEY UPDATE;"
             )
+        rest = f"SELECT * FROM ({deltas}) AS rest WHERE rest.parent_key >= delta.parent_key"
         func = render(
             "aggregate_delta.sql",
-            any_rows="dbrules_new" if operation == "insert" else "dbrules_old",
             deferred=deferred,
             pending_table=pending,
             pending_columns=", ".join(name for name, _ in pending_columns),
             deltas=deltas,
             any_change=any_change,
-            lock_first=lock_first,
-            apply=render("apply_deltas.sql", deltas=deltas, **common),
+            loop_limit=LOOP_LIMIT,
+            apply_rest=render("apply_deltas.sql", deltas=rest, **common),
+            lock_one=lock_one,
+            parent_table=table(parent),
+            parent_key=parent_key,
+            loop_assignments=",\n           ".join(_delta_assignment(p, "delta") for p in plans),
         )
         trigger = RuleTrigger(
             name=trigger_name(*base, suffix),
@@ -454,6 +462,7 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             operation=OPERATIONS[operation],
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
+            declare=[("delta", "record"), ("touched", "integer")],
             func=func,
             comment=comment,
         )
@@ -492,13 +501,6 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
         ),
         **common,
     )
-    apply_lock = ""
-    if rescans:
-        apply_lock = render(
-            "lock_parents.sql",
-            keys=f"SELECT q.parent_key FROM {pending} AS q WHERE q.dbrules_txid = txid_current()",
-            **common,
-        )
     setup = render(
         "pending_table.sql",
         pending_table=pending,
@@ -511,7 +513,7 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
         when=pgtrigger.After,
         operation=pgtrigger.Insert,
         level=pgtrigger.Row,
-        func=render("aggregate_apply.sql", pending_table=pending, lock_first=apply_lock, apply=merged),
+        func=render("aggregate_apply.sql", pending_table=pending, apply=merged),
         comment=comment,
         on_table=pending,
         setup=setup,
