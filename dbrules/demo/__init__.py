@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                 "FROM generate_series(1, %s) AS g",
                 (author_ids, len(author_ids), args.books // 4),
             )
-            other.execute(f"UPDATE {book_table} SET published = NOT published WHERE id %% 7 = 0")
-            other.execute(f"DELETE FROM {book_table} WHERE id %% 11 = 0")
+            other.execute(f"UPDATE {book_table} SET published = NOT published WHERE id % 7 = 0")
+            other.execute(f"DELETE FROM {book_table} WHERE id % 11 = 0")
             other.execute(f"UPDATE {author_table} SET num_books = 999999 WHERE id = %s", (author_ids[2],))
 
     step("raw SQL from a second connection", outside)
@@ -145,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{a.name:12} {a.num_books:9} {a.num_books_live:6} {a.num_published:9} "
             f"{a.num_published_live:6} {a.total_pages:9} {a.total_pages_live:9}"
         )
+    guarded = Author.objects.get(pk=author_ids[2])
+    print(
+        f"\nthe second connection ran UPDATE ... SET num_books = 999999 on {guarded.name!r}: "
+        f"stored value is {guarded.num_books} (the database owns derived columns)"
+    )
     renamed = Book.objects.filter(author_id=author_ids[1]).values_list("author_name", flat=True).first()
-    print(f"\nbooks of the renamed author now carry author_name={renamed!r}")
+    print(f"books of the renamed author now carry author_name={renamed!r}")
     total = sum(d.rows for d in drift)
     print(f"drift: {total} rows differ from annotate() across {len(drift)} rules")
     print(f"done in {time.perf_counter() - started:.1f} s")
