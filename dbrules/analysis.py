@@ -277,17 +277,7 @@ def _analyze_aggregate(
                 "columns (a reverse ForeignKey).",
             )
         _check_target_type(model, rule, target, function, None)
-        return AggregatePlan(
-            rule=rule,
-            parent=model,
-            target=target,
-            child=child,
-            fk=fk,
-            function=function,
-            value=None,
-            condition=None,
-            relation=relation_name,
-        )
+        return AggregatePlan(rule, model, target, child, fk, function, None, None, relation_name)
     if not (relation.one_to_many and relation.auto_created):
         kind = "a forward ForeignKey" if relation.many_to_one else type(relation).__name__
         raise RuleError(
@@ -337,17 +327,7 @@ def _analyze_aggregate(
         )
     _check_target_type(model, rule, target, function, value)
     condition = _relative_condition(model, rule, relation_name, aggregate.filter, child)
-    return AggregatePlan(
-        rule=rule,
-        parent=model,
-        target=target,
-        child=child,
-        fk=fk,
-        function=function,
-        value=value,
-        condition=condition,
-        relation=relation_name,
-    )
+    return AggregatePlan(rule, model, target, child, fk, function, value, condition, relation_name)
 
 
 def _check_target_type(

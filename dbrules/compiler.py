@@ -269,6 +269,11 @@ def _column(field: models.Field) -> str:
     return quote(field.column)
 
 
+def any_column_changed(columns: Iterable[str]) -> str:
+    """A row trigger's WHEN condition: true when any of ``columns`` changed."""
+    return " OR ".join(f"OLD.{quote(c)} IS DISTINCT FROM NEW.{quote(c)}" for c in dict.fromkeys(columns))
+
+
 def needs_rescan(plan: AggregatePlan) -> bool:
     """Min/Max (when the extreme leaves) and a nullable Sum (when it may become
     empty) cannot always be updated from deltas alone."""
@@ -566,7 +571,7 @@ def _parent_triggers(
         func=render("parent_insert.sql", computations="\n".join(computations)),
         comment=comment,
     )
-    changed = " OR ".join(f"OLD.{quote(c)} IS DISTINCT FROM NEW.{quote(c)}" for c in targets)
+    changed = any_column_changed(targets)
     guard = RuleTrigger(
         name=trigger_name(parent._meta.model_name, "guard"),
         when=pgtrigger.Before,
@@ -652,7 +657,7 @@ def _row_triggers(model: type[models.Model], plans: list[Plan]) -> list[Compiled
         inputs[plan.target.column] = None
     func = render("row_compute.sql", assignments="\n".join(assignments))
     comment = comment_for(ordered)
-    changed = " OR ".join(f"OLD.{quote(c)} IS DISTINCT FROM NEW.{quote(c)}" for c in inputs)
+    changed = any_column_changed(inputs)
     insert = RuleTrigger(
         name=trigger_name(model._meta.model_name, "row_ins"),
         when=pgtrigger.Before,
@@ -703,10 +708,7 @@ def _copy_cascade_triggers(plan: CopyPlan) -> list[CompiledTrigger]:
             condition = None
             if suffix == "upd":
                 condition = pgtrigger.Condition(
-                    " OR ".join(
-                        f"OLD.{quote(c)} IS DISTINCT FROM NEW.{quote(c)}"
-                        for c in dict.fromkeys([relevant, fk.target_field.column])
-                    )
+                    any_column_changed([relevant, fk.target_field.column])
                 )
             trigger = RuleTrigger(
                 name=trigger_name(
