@@ -95,9 +95,16 @@ class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
         values["condition"] = f"WHEN ({values['condition']})" if values["condition"] else ""
         values["comment"] = literal(f"dbrules: {self.kwargs['comment']}")
         values["trigger_comment"] = literal(f"dbrules: {self.kwargs['comment']} [{hash}]")
-        values["constraint"] = "CONSTRAINT" if self.kwargs["deferrable"] else ""
+        values["constraint"] = "CONSTRAINT " if self.kwargs["deferrable"] else ""
         values["timing"] = "DEFERRABLE INITIALLY DEFERRED" if self.kwargs["deferrable"] else ""
-        return render("trigger.sql", **values)
+        text = render("trigger.sql", **values)
+        # Empty optional clauses of CREATE TRIGGER leave blank lines; drop
+        # them there (never inside the function body, whose literals count).
+        body, end, declaration = text.rpartition("$dbrules$;")
+        declaration = "\n".join(
+            line.rstrip() for line in declaration.splitlines() if line.strip() or not line
+        )
+        return body + end + declaration
 
     def get_template(self) -> str:  # pragma: no cover - pgtrigger API; we render ourselves
         return self.data

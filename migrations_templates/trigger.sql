@@ -20,7 +20,7 @@ $dbrules$;
 COMMENT ON FUNCTION {{pgid}}() IS {{comment}};
 
 DROP TRIGGER IF EXISTS {{pgid}} ON {{table}};
-CREATE {{constraint}} TRIGGER {{pgid}}
+CREATE {{constraint}}TRIGGER {{pgid}}
     {{when}} {{operation}} ON {{table}}
     {{timing}}
     {{referencing}}
