@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import pgtrigger
+from pgtrigger import core as pgcore
 from django.db import models
 from django.utils.deconstruct import deconstructible
 from pgtrigger import compiler as pgcompiler
@@ -174,7 +175,7 @@ class RuleTrigger(pgtrigger.Trigger):
         from django.db.utils import ProgrammingError
 
         if not self.allow_migrate(model, database=database):
-            return (pgtrigger.UNALLOWED, None)
+            return (pgcore.UNALLOWED, None)
         query = (
             "SELECT obj_description(oid, 'pg_trigger'), tgenabled FROM pg_trigger "
             f"WHERE tgname = {literal(self.get_pgid(model))} "
@@ -184,12 +185,12 @@ class RuleTrigger(pgtrigger.Trigger):
             with transaction.atomic(using=database):
                 rows = self.exec_sql(query, model, database=database, fetchall=True)
         except ProgrammingError:  # table not created yet
-            return (pgtrigger.UNINSTALLED, None)
+            return (pgcore.UNINSTALLED, None)
         if not rows:
-            return (pgtrigger.UNINSTALLED, None)
+            return (pgcore.UNINSTALLED, None)
         comment, enabled = rows[0]
         installed_hash = (comment or "").rsplit("[", 1)[-1].rstrip("]")
-        status = pgtrigger.INSTALLED if installed_hash == self.compile(model).hash else pgtrigger.OUTDATED
+        status = pgcore.INSTALLED if installed_hash == self.compile(model).hash else pgcore.OUTDATED
         return (status, enabled == "O")
 
 

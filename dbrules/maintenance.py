@@ -8,7 +8,7 @@ computes at read time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from django.db import connections, models, transaction
 from django.db.models import Q
@@ -113,4 +113,43 @@ def repair(
             changed += cursor.rowcount
         if not dry_run:
             cursor.execute("SELECT set_config('dbrules.repairing', 'off', true)")
+    return changed
+
+
+def parent_batches(
+    model: type[models.Model], *, using: str = "default", batch_size: int = 10_000
+) -> Iterator[Q]:
+    """Consecutive primary-key ranges of at most ``batch_size`` rows, found by
+    keyset pagination (one indexed query per batch, nothing held in memory)."""
+    keys = model._base_manager.using(using).order_by("pk").values_list("pk", flat=True)
+    last = None
+    while True:
+        remaining = keys if last is None else keys.filter(pk__gt=last)
+        upper = list(remaining[batch_size - 1 : batch_size])
+        if not upper:
+            yield Q() if last is None else Q(pk__gt=last)
+            return
+        yield Q(pk__lte=upper[0]) if last is None else Q(pk__gt=last, pk__lte=upper[0])
+        last = upper[0]
+
+
+def repair_in_batches(
+    model: type[models.Model],
+    fields: Iterable[str] = (),
+    *,
+    using: str = "default",
+    batch_size: int = 10_000,
+    dry_run: bool = False,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> int:
+    """``repair`` in primary-key batches, one transaction each, so row locks on
+    a large table stay short and an interrupted run keeps every finished batch.
+    Idempotent: a second run changes nothing. ``progress(done, total)`` is
+    called after each batch."""
+    total = max(1, -(-model._base_manager.using(using).count() // batch_size))
+    changed = 0
+    for done, where in enumerate(parent_batches(model, using=using, batch_size=batch_size), 1):
+        changed += repair(model, fields, using=using, where=where, dry_run=dry_run)
+        if progress:
+            progress(min(done, total), total)
     return changed
