@@ -1,0 +1,143 @@
+"""Adding, changing and removing a rule on tables that already hold rows:
+each step is one makemigrations + migrate, backfills, reverses, and leaves
+makemigrations --check clean. Runs a throwaway project through manage.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import outside_conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE = "dbrules_lifecycle"
+
+MODELS = """
+from django.db import models
+from django.db.models import Count, Q
+import dbrules
+
+class Shelf(models.Model):
+    name = models.CharField(max_length=50)
+    num_items = models.IntegerField(default=0)
+{meta}
+
+class Item(models.Model):
+    shelf = models.ForeignKey(Shelf, related_name="items", on_delete=models.CASCADE)
+    heavy = models.BooleanField(default=False)
+"""
+NO_RULE = ""
+COUNT_ALL = """
+    class Meta:
+        rules = [dbrules.Derived("num_items", Count("items"))]
+"""
+COUNT_HEAVY = """
+    class Meta:
+        rules = [dbrules.Derived("num_items", Count("items", filter=Q(items__heavy=True)))]
+"""
+
+
+@pytest.fixture
+def project(tmp_path, django_db_blocker):
+    with django_db_blocker.unblock():
+        info = outside_conninfo()
+    info = {**info, "dbname": "postgres"}
+    with psycopg.connect(**info, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {DATABASE}")
+    app = tmp_path / "shop"
+    (app / "migrations").mkdir(parents=True)
+    (app / "__init__.py").write_text("")
+    (app / "migrations" / "__init__.py").write_text("")
+    (tmp_path / "lifecycle_settings.py").write_text(
+        textwrap.dedent(
+            f"""
+            SECRET_KEY = "x"
+            USE_TZ = True
+            DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+            INSTALLED_APPS = ["pgtrigger", "dbrules", "shop"]
+            DATABASES = {{"default": {{
+                "ENGINE": "django.db.backends.postgresql", "NAME": {DATABASE!r},
+                "USER": {info.get('user', '')!r}, "PASSWORD": {info.get('password', '')!r},
+                "HOST": {info.get('host', '')!r}, "PORT": {str(info.get('port', ''))!r},
+            }}}}
+            """
+        )
+    )
+    yield tmp_path, info
+    with psycopg.connect(**info, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+
+def manage(root: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "lifecycle_settings",
+        "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "django", *args], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def step(root: Path, meta: str, name: str) -> None:
+    (root / "shop" / "models.py").write_text(MODELS.format(meta=meta))
+    manage(root, "makemigrations", "shop", "--name", name)
+    manage(root, "migrate", "shop")
+    assert "No changes detected" in manage(root, "makemigrations", "--check", "--dry-run")
+
+
+def counts(info: dict, sql: str = "SELECT name, num_items FROM shop_shelf ORDER BY name") -> list:
+    with psycopg.connect(**{**info, "dbname": DATABASE}) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def triggers(info: dict) -> int:
+    return counts(info, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgtrigger_dbrules_%'")[0][0]
+
+
+def test_add_change_remove_a_rule_forwards_and_backwards(project):
+    root, info = project
+    step(root, NO_RULE, "initial")
+    with psycopg.connect(**{**info, "dbname": DATABASE}) as conn:
+        conn.execute("INSERT INTO shop_shelf (id, name, num_items) VALUES (1, 'a', 0), (2, 'b', 0)")
+        conn.execute(
+            "INSERT INTO shop_item (shelf_id, heavy) "
+            "SELECT 1 + g % 2, g % 3 = 0 FROM generate_series(1, 30) g"
+        )
+    assert triggers(info) == 0
+
+    step(root, COUNT_ALL, "count_all")  # adds triggers and backfills existing rows
+    assert counts(info) == [("a", 15), ("b", 15)]
+    assert triggers(info) > 0
+
+    step(root, COUNT_HEAVY, "count_heavy")  # changed expression: new triggers, new backfill
+    assert counts(info) == [("a", 5), ("b", 5)]
+    with psycopg.connect(**{**info, "dbname": DATABASE}) as conn:
+        conn.execute("INSERT INTO shop_item (shelf_id, heavy) VALUES (1, true), (1, false)")
+    assert counts(info) == [("a", 6), ("b", 5)]
+
+    step(root, NO_RULE, "no_rule")  # removing the rule removes its triggers
+    assert triggers(info) == 0
+    with psycopg.connect(**{**info, "dbname": DATABASE}) as conn:
+        conn.execute("INSERT INTO shop_item (shelf_id, heavy) VALUES (2, true)")
+    assert counts(info) == [("a", 6), ("b", 5)]  # no longer maintained
+
+    manage(root, "migrate", "shop", "0003")  # back to the filtered count: recomputed
+    assert counts(info) == [("a", 6), ("b", 6)]
+    manage(root, "migrate", "shop", "0002")  # back to the plain count
+    assert counts(info) == [("a", 17), ("b", 16)]
+    manage(root, "migrate", "shop", "0001")
+    assert triggers(info) == 0
+    manage(root, "migrate", "shop")  # and forwards again
+    assert triggers(info) == 0
+    manage(root, "migrate", "shop", "0003")
+    assert counts(info) == [("a", 6), ("b", 6)]
