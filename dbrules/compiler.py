@@ -356,8 +356,11 @@ def _delta_assignment(plan: AggregatePlan, d: str = "d") -> str:
     # (GREATEST/LEAST ignore NULLs).
     left = ">=" if plan.function == "max" else "<="
     combine = "GREATEST" if plan.function == "max" else "LEAST"
+    # A removal with no stored extreme happens when deferred mode merged
+    # "added x" and "removed x" of one transaction: rescan then too.
     return (
-        f"{column} = CASE WHEN {d}.{removed} {left} p.{column} THEN {_rescan_sql(plan)} "
+        f"{column} = CASE WHEN {d}.{removed} {left} p.{column} "
+        f"OR ({d}.{removed} IS NOT NULL AND p.{column} IS NULL) THEN {_rescan_sql(plan)} "
         f"ELSE {combine}(p.{column}, {d}.{added}) END"
     )
 
