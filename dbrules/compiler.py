@@ -31,9 +31,6 @@ from dbrules.sqlrender import (
 )
 
 NAME_LIMIT = 47  # pgtrigger's limit for trigger names
-# Parents a statement updates one by one (cached one-row UPDATEs, in key
-# order) before the rest go set-based; see aggregate_delta.sql.
-LOOP_LIMIT = 64
 
 
 class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
@@ -455,9 +452,8 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             # first, so the UPDATE (a new statement) takes a fresh snapshot.
             lock_one = (
                 f"PERFORM 1 FROM {table(parent)} AS p "
-                f"WHERE p.{parent_key} = delta.parent_key FOR NO KEY UPDATE;"
+                f"WHERE p.{parent_key} = single.parent_key FOR NO KEY UPDATE;"
             )
-        rest = f"SELECT * FROM ({deltas}) AS rest WHERE rest.parent_key >= delta.parent_key"
         func = render(
             "aggregate_delta.sql",
             deferred=deferred,
@@ -465,12 +461,11 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             pending_columns=", ".join(name for name, _ in pending_columns),
             deltas=deltas,
             any_change=any_change,
-            loop_limit=LOOP_LIMIT,
-            apply_rest=render("apply_deltas.sql", deltas=rest, **common),
+            apply_all=render("apply_deltas.sql", deltas=deltas, **common),
             lock_one=lock_one,
             parent_table=table(parent),
             parent_key=parent_key,
-            loop_assignments=",\n           ".join(_delta_assignment(p, "delta") for p in plans),
+            single_assignments=",\n           ".join(_delta_assignment(p, "single") for p in plans),
         )
         trigger = RuleTrigger(
             name=trigger_name(*base, suffix),
@@ -478,7 +473,7 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             operation=OPERATIONS[operation],
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
-            declare=[("delta", "record"), ("touched", "integer")],
+            declare=[("delta", "record"), ("single", "record"), ("touched", "integer")],
             func=func,
             comment=comment,
         )
