@@ -1,0 +1,130 @@
+"""Awkward identifiers and self-referential rules, in a throwaway project:
+reserved words, mixed case, spaces, a non-public schema, names near the
+63-byte limit, a tree counting its own children, and a one-to-one pair."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import outside_conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE = "dbrules_identifiers"
+LONG = "t" * 60
+
+MODELS = f'''
+from django.db import models
+from django.db.models import Count, F, Sum
+import dbrules
+
+class Group(models.Model):
+    name = models.CharField(max_length=50)
+    num_users = models.IntegerField(default=0, db_column="Num Users")
+    class Meta:
+        db_table = "group"
+        rules = [dbrules.Derived("num_users", Count("members"))]
+
+class User(models.Model):
+    group = models.ForeignKey(Group, related_name="members", on_delete=models.CASCADE, db_column="Group Id")
+    group_name = models.CharField(max_length=50, default="", db_column="order")
+    class Meta:
+        db_table = '"Odd Schema"."User Table"'
+        rules = [dbrules.Derived("group_name", F("group__name"))]
+
+class Category(models.Model):
+    parent = models.ForeignKey("self", null=True, related_name="children", on_delete=models.CASCADE)
+    weight = models.IntegerField(default=1)
+    num_children = models.IntegerField(default=0)
+    children_weight = models.BigIntegerField(default=0)
+    class Meta:
+        db_table = "{LONG}"
+        rules = [
+            dbrules.Derived("num_children", Count("children")),
+            dbrules.Derived("children_weight", Sum("children__weight")),
+        ]
+
+class Profile(models.Model):
+    user = models.OneToOneField(User, related_name="profile", on_delete=models.CASCADE)
+    group_name = models.CharField(max_length=50, default="")
+    class Meta:
+        rules = [dbrules.Derived("group_name", F("user__group_name"))]
+'''
+
+SCRIPT = '''
+import django; django.setup()
+from django.db import connection
+from shop.models import Group, User, Category, Profile
+g1, g2 = Group.objects.create(name="select"), Group.objects.create(name="from")
+users = User.objects.bulk_create([User(group=g1 if i % 2 else g2) for i in range(10)])
+Profile.objects.bulk_create([Profile(user=u) for u in users])
+User.objects.filter(pk__in=[u.pk for u in users[:3]]).update(group=g1)
+Group.objects.filter(pk=g1.pk).update(name="where")
+root = Category.objects.create()
+level = [root]
+for depth in range(6):  # a tree six levels deep
+    level = Category.objects.bulk_create([Category(parent=p, weight=depth) for p in level for _ in range(2)])
+Category.objects.filter(pk=level[0].pk).update(parent=root)
+Category.objects.filter(pk=level[1].pk).delete()
+with connection.cursor() as c:
+    c.execute(\'UPDATE "group" SET "Num Users" = 99\')
+print(Group.objects.get(pk=g1.pk).num_users, Profile.objects.filter(group_name="where").count())
+'''
+
+
+@pytest.fixture
+def project(tmp_path, django_db_blocker):
+    with django_db_blocker.unblock():
+        info = {**outside_conninfo(), "dbname": "postgres"}
+    with psycopg.connect(**info, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {DATABASE}")
+    with psycopg.connect(**{**info, "dbname": DATABASE}, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "Odd Schema"')
+    app = tmp_path / "shop"
+    (app / "migrations").mkdir(parents=True)
+    (app / "__init__.py").write_text("")
+    (app / "migrations" / "__init__.py").write_text("")
+    (app / "models.py").write_text(MODELS)
+    (tmp_path / "id_settings.py").write_text(
+        textwrap.dedent(
+            f"""
+            SECRET_KEY = "x"
+            USE_TZ = True
+            DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+            INSTALLED_APPS = ["pgtrigger", "dbrules", "shop"]
+            DATABASES = {{"default": {{
+                "ENGINE": "django.db.backends.postgresql", "NAME": {DATABASE!r},
+                "USER": {info.get('user', '')!r}, "PASSWORD": {info.get('password', '')!r},
+                "HOST": {info.get('host', '')!r}, "PORT": {str(info.get('port', ''))!r},
+            }}}}
+            """
+        )
+    )
+    yield tmp_path
+    with psycopg.connect(**info, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+
+def run(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "id_settings",
+           "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)])}
+    return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True, text=True)
+
+
+def test_awkward_identifiers_and_trees_compile_run_and_stay_exact(project):
+    for args in (("makemigrations", "shop"), ("migrate",)):
+        result = run(project, "-m", "django", *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+    result = run(project, "-c", SCRIPT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["7", "7"]  # 5 + 2 moved; profiles copy through two hops
+    check = run(project, "-m", "django", "dbrules", "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "no drift in 5 rule(s)" in check.stdout
