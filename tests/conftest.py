@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -42,3 +48,56 @@ def outside() -> Iterator[psycopg.Connection]:
     """A separate autocommit psycopg connection that knows nothing of Django."""
     with psycopg.connect(**outside_conninfo(), autocommit=True) as conn:
         yield conn
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def throwaway_project(root: Path, database: str, models: str = "", setup_sql: str = "") -> Iterator[dict[str, Any]]:
+    """A project of its own (app ``shop``, settings ``throwaway_settings``) on a
+    fresh database of the suite's server, dropped afterwards. Yields the
+    connection parameters of that database."""
+    info = {**outside_conninfo(), "dbname": "postgres"}
+    with psycopg.connect(**info, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {database}")
+    if setup_sql:
+        with psycopg.connect(**{**info, "dbname": database}, autocommit=True) as conn:
+            conn.execute(setup_sql)
+    app = root / "shop"
+    (app / "migrations").mkdir(parents=True)
+    (app / "__init__.py").write_text("")
+    (app / "migrations" / "__init__.py").write_text("")
+    if models:
+        (app / "models.py").write_text(models)
+    (root / "throwaway_settings.py").write_text(
+        textwrap.dedent(
+            f"""
+            SECRET_KEY = "x"
+            USE_TZ = True
+            DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+            INSTALLED_APPS = ["pgtrigger", "dbrules", "shop"]
+            DATABASES = {{"default": {{
+                "ENGINE": "django.db.backends.postgresql", "NAME": {database!r},
+                "USER": {info.get('user', '')!r}, "PASSWORD": {info.get('password', '')!r},
+                "HOST": {info.get('host', '')!r}, "PORT": {str(info.get('port', ''))!r},
+            }}}}
+            """
+        )
+    )
+    try:
+        yield {**info, "dbname": database}
+    finally:
+        with psycopg.connect(**info, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def run_project(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python <args>`` inside a throwaway project."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "throwaway_settings",
+        "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)]),
+    }
+    return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True, text=True)

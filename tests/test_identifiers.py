@@ -4,18 +4,10 @@ reserved words, mixed case, spaces, a non-public schema, names near the
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
-import psycopg
 import pytest
 
-from tests.conftest import outside_conninfo
+from tests.conftest import run_project, throwaway_project
 
-ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "dbrules_identifiers"
 LONG = "t" * 60
 
@@ -80,51 +72,19 @@ print(Group.objects.get(pk=g1.pk).num_users, Profile.objects.filter(group_name="
 
 @pytest.fixture
 def project(tmp_path, django_db_blocker):
-    with django_db_blocker.unblock():
-        info = {**outside_conninfo(), "dbname": "postgres"}
-    with psycopg.connect(**info, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE}")
-    with psycopg.connect(**{**info, "dbname": DATABASE}, autocommit=True) as conn:
-        conn.execute('CREATE SCHEMA "Odd Schema"')
-    app = tmp_path / "shop"
-    (app / "migrations").mkdir(parents=True)
-    (app / "__init__.py").write_text("")
-    (app / "migrations" / "__init__.py").write_text("")
-    (app / "models.py").write_text(MODELS)
-    (tmp_path / "id_settings.py").write_text(
-        textwrap.dedent(
-            f"""
-            SECRET_KEY = "x"
-            USE_TZ = True
-            DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-            INSTALLED_APPS = ["pgtrigger", "dbrules", "shop"]
-            DATABASES = {{"default": {{
-                "ENGINE": "django.db.backends.postgresql", "NAME": {DATABASE!r},
-                "USER": {info.get('user', '')!r}, "PASSWORD": {info.get('password', '')!r},
-                "HOST": {info.get('host', '')!r}, "PORT": {str(info.get('port', ''))!r},
-            }}}}
-            """
-        )
-    )
-    yield tmp_path
-    with psycopg.connect(**info, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-
-
-def run(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "id_settings",
-           "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)])}
-    return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True, text=True)
+    with django_db_blocker.unblock(), throwaway_project(
+        tmp_path, DATABASE, MODELS, setup_sql='CREATE SCHEMA "Odd Schema"'
+    ):
+        yield tmp_path
 
 
 def test_awkward_identifiers_and_trees_compile_run_and_stay_exact(project):
     for args in (("makemigrations", "shop"), ("migrate",)):
-        result = run(project, "-m", "django", *args)
+        result = run_project(project, "-m", "django", *args)
         assert result.returncode == 0, result.stdout + result.stderr
-    result = run(project, "-c", SCRIPT)
+    result = run_project(project, "-c", SCRIPT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["7", "7"]  # 5 + 2 moved; profiles copy through two hops
-    check = run(project, "-m", "django", "dbrules", "check")
+    check = run_project(project, "-m", "django", "dbrules", "check")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "no drift in 5 rule(s)" in check.stdout

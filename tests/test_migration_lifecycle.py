@@ -4,18 +4,13 @@ makemigrations --check clean. Runs a throwaway project through manage.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.conftest import outside_conninfo
+from tests.conftest import run_project, throwaway_project
 
-ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "dbrules_lifecycle"
 
 MODELS = """
@@ -45,45 +40,12 @@ COUNT_HEAVY = """
 
 @pytest.fixture
 def project(tmp_path, django_db_blocker):
-    with django_db_blocker.unblock():
-        info = outside_conninfo()
-    info = {**info, "dbname": "postgres"}
-    with psycopg.connect(**info, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE}")
-    app = tmp_path / "shop"
-    (app / "migrations").mkdir(parents=True)
-    (app / "__init__.py").write_text("")
-    (app / "migrations" / "__init__.py").write_text("")
-    (tmp_path / "lifecycle_settings.py").write_text(
-        textwrap.dedent(
-            f"""
-            SECRET_KEY = "x"
-            USE_TZ = True
-            DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-            INSTALLED_APPS = ["pgtrigger", "dbrules", "shop"]
-            DATABASES = {{"default": {{
-                "ENGINE": "django.db.backends.postgresql", "NAME": {DATABASE!r},
-                "USER": {info.get('user', '')!r}, "PASSWORD": {info.get('password', '')!r},
-                "HOST": {info.get('host', '')!r}, "PORT": {str(info.get('port', ''))!r},
-            }}}}
-            """
-        )
-    )
-    yield tmp_path, info
-    with psycopg.connect(**info, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    with django_db_blocker.unblock(), throwaway_project(tmp_path, DATABASE) as info:
+        yield tmp_path, info
 
 
 def manage(root: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "lifecycle_settings",
-        "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)]),
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "django", *args], cwd=root, env=env, capture_output=True, text=True
-    )
+    result = run_project(root, "-m", "django", *args)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -96,7 +58,7 @@ def step(root: Path, meta: str, name: str) -> None:
 
 
 def counts(info: dict, sql: str = "SELECT name, num_items FROM shop_shelf ORDER BY name") -> list:
-    with psycopg.connect(**{**info, "dbname": DATABASE}) as conn:
+    with psycopg.connect(**info) as conn:
         return conn.execute(sql).fetchall()
 
 
@@ -107,7 +69,7 @@ def triggers(info: dict) -> int:
 def test_add_change_remove_a_rule_forwards_and_backwards(project):
     root, info = project
     step(root, NO_RULE, "initial")
-    with psycopg.connect(**{**info, "dbname": DATABASE}) as conn:
+    with psycopg.connect(**info) as conn:
         conn.execute("INSERT INTO shop_shelf (id, name, num_items) VALUES (1, 'a', 0), (2, 'b', 0)")
         conn.execute(
             "INSERT INTO shop_item (shelf_id, heavy) "
@@ -121,13 +83,13 @@ def test_add_change_remove_a_rule_forwards_and_backwards(project):
 
     step(root, COUNT_HEAVY, "count_heavy")  # changed expression: new triggers, new backfill
     assert counts(info) == [("a", 5), ("b", 5)]
-    with psycopg.connect(**{**info, "dbname": DATABASE}) as conn:
+    with psycopg.connect(**info) as conn:
         conn.execute("INSERT INTO shop_item (shelf_id, heavy) VALUES (1, true), (1, false)")
     assert counts(info) == [("a", 6), ("b", 5)]
 
     step(root, NO_RULE, "no_rule")  # removing the rule removes its triggers
     assert triggers(info) == 0
-    with psycopg.connect(**{**info, "dbname": DATABASE}) as conn:
+    with psycopg.connect(**info) as conn:
         conn.execute("INSERT INTO shop_item (shelf_id, heavy) VALUES (2, true)")
     assert counts(info) == [("a", 6), ("b", 5)]  # no longer maintained
 
