@@ -1,6 +1,6 @@
-"""``python -m dbrules <command>``: the demo and the benchmark.
+"""``python -m dbrules <command>``: the demo.
 
-Both run on the embedded PostgreSQL server unless DATABASE_URL is set.
+It runs on the embedded PostgreSQL server unless DATABASE_URL is set.
 """
 
 from __future__ import annotations
@@ -9,14 +9,13 @@ import sys
 
 COMMANDS = {
     "demo": ("dbrules.demo", "a small bookstore kept exact through ORM and raw SQL writes"),
-    "bench": ("bench.run", "the benchmark against the alternatives (run from a source checkout)"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
-        print("usage: python -m dbrules {demo|bench} [options]\n")
+        print("usage: python -m dbrules demo [options]\n")
         for name, (_, text) in COMMANDS.items():
             print(f"  {name:6} {text}")
         return 0 if not argv or argv[0] in {"-h", "--help"} else 2
