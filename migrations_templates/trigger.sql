@@ -3,7 +3,9 @@
 --! pinned search_path, so a role that may only write the source table keeps
 --! derived columns right but cannot redirect the function to its own objects.
 --! Unlike plain pgtrigger triggers there is no pgtrigger.ignore() escape:
---! derived values are not optional.
+--! derived values are not optional. EXECUTE is revoked from PUBLIC: a trigger
+--! fires whatever the writer's rights, but nobody else may attach the function
+--! to a table of their own and run it as its owner.
 {{setup}}
 CREATE OR REPLACE FUNCTION {{pgid}}()
 RETURNS TRIGGER
@@ -17,6 +19,7 @@ BEGIN
 END;
 $dbrules$;
 
+REVOKE ALL ON FUNCTION {{pgid}}() FROM PUBLIC;
 COMMENT ON FUNCTION {{pgid}}() IS {{comment}};
 
 DROP TRIGGER IF EXISTS {{pgid}} ON {{table}};

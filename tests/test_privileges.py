@@ -1,38 +1,69 @@
 """An outside program with least privilege keeps derived values right and
-cannot change, redirect or disable dbrules' maintenance."""
+cannot change, redirect or disable dbrules' maintenance.
+
+The role gets exactly the GRANTs listed in docs/outside-programs.md: rights
+on the child table and its sequence, nothing on the parents, nothing on
+dbrules' schema."""
 
 from __future__ import annotations
 
+import io
+
 import psycopg
 import pytest
-from psycopg import errors
+from psycopg import errors, sql
 
-from tests.bookstore.models import Author, Book
+from tests.bookstore.models import Author, Book, Publisher
 from tests.conftest import assert_exact, outside_conninfo
 
 ROLE = "dbrules_book_writer"
 BOOK, AUTHOR = Book._meta.db_table, Author._meta.db_table
 COLUMNS = "author_id, title, pages, published, author_name, title_key, label, size, weight_grams, num_tags"
 
+GRANTS = [
+    f"GRANT USAGE ON SCHEMA public TO {ROLE}",
+    f"GRANT SELECT, INSERT, UPDATE, DELETE ON {BOOK} TO {ROLE}",
+    f"GRANT USAGE ON SEQUENCE {BOOK}_id_seq TO {ROLE}",
+]
+
 
 @pytest.fixture
-def writer(transactional_db):
-    """A connection as a role that may only write the book table (the GRANTs
-    documented in docs/outside-programs.md)."""
-    info = outside_conninfo()
-    with psycopg.connect(**info, autocommit=True) as admin:
-        admin.execute(f"DROP ROLE IF EXISTS {ROLE}")
-        admin.execute(f"CREATE ROLE {ROLE} LOGIN")
-        admin.execute(f"GRANT USAGE ON SCHEMA public TO {ROLE}")
-        admin.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {BOOK} TO {ROLE}")
-        admin.execute(f"GRANT USAGE ON SEQUENCE {BOOK}_id_seq TO {ROLE}")
-        admin.execute(f"GRANT SELECT ON {AUTHOR} TO {ROLE}")
-        try:
-            with psycopg.connect(**{**info, "user": ROLE, "password": ""}, autocommit=True) as conn:
-                yield conn
-        finally:
-            admin.execute(f"DROP OWNED BY {ROLE}")
-            admin.execute(f"DROP ROLE {ROLE}")
+def admin(transactional_db):
+    with psycopg.connect(**outside_conninfo(), autocommit=True) as conn:
+        yield conn
+
+
+def connect_as(admin: psycopg.Connection, role: str, grants: list[str]) -> psycopg.Connection:
+    admin.execute(f"DROP OWNED BY {role}") if admin.execute(
+        "SELECT 1 FROM pg_roles WHERE rolname = %s", [role]
+    ).fetchone() else None
+    admin.execute(f"DROP ROLE IF EXISTS {role}")
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    for grant in grants:
+        admin.execute(grant)
+    return psycopg.connect(**{**outside_conninfo(), "user": role, "password": ""}, autocommit=True)
+
+
+@pytest.fixture
+def writer(admin):
+    """A connection as a role that may only write the book table."""
+    conn = connect_as(admin, ROLE, GRANTS)
+    try:
+        yield conn
+    finally:
+        conn.close()
+        admin.execute(f"DROP OWNED BY {ROLE}")
+        admin.execute(f"DROP ROLE {ROLE}")
+
+
+def function_of(admin: psycopg.Connection, trigger_name: str) -> str:
+    """The (schema-qualified) function of the installed trigger ``trigger_name``."""
+    [(name,)] = admin.execute(
+        "SELECT p.oid::regproc::text FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+        "WHERE t.tgname LIKE %s",
+        [f"pgtrigger_{trigger_name}_%"],
+    ).fetchall()
+    return name if "." in name else f"public.{name}"
 
 
 def test_writer_keeps_parent_counts_right(writer):
@@ -44,8 +75,24 @@ def test_writer_keeps_parent_counts_right(writer):
     )
     writer.execute(f"UPDATE {BOOK} SET published = NOT published WHERE pages <= 4")
     writer.execute(f"DELETE FROM {BOOK} WHERE pages > 15")
+    with writer.cursor() as cursor:
+        with cursor.copy(f"COPY {BOOK} ({COLUMNS}) FROM STDIN") as copy:
+            copy.write(f"{ann.pk}\tcopied\t7\tt\t\t\t\t\t0\t0\n")
     a = Author.objects.get(pk=ann.pk)
-    assert (a.num_books, a.num_published) == (15, 7)
+    assert (a.num_books, a.num_published) == (16, 8)
+    assert_exact(Author, Book, Publisher)
+
+
+def test_writer_in_deferred_mode_keeps_counts_right(writer):
+    """Deltas parked for commit go to dbrules' own tables, which the writer
+    has no right on: the trigger functions write them as their owner."""
+    ann, bob = Author.objects.create(name="Ann"), Author.objects.create(name="Bob")
+    with writer.transaction():
+        writer.execute("SELECT set_config('dbrules.deferred', 'on', true)")
+        for author in (bob, ann, bob):
+            writer.execute(f"INSERT INTO {BOOK} ({COLUMNS}) VALUES (%s, 'd', 1, true, '', '', '', '', 0, 0)", [author.pk])
+        writer.execute(f"UPDATE {BOOK} SET author_id = %s WHERE author_id = %s", [ann.pk, bob.pk])
+    assert Author.objects.get(pk=ann.pk).num_books == 3
     assert_exact(Author, Book)
 
 
@@ -63,15 +110,45 @@ def test_writer_cannot_write_derived_columns(writer):
     assert_exact(Author, Book)
 
 
-def test_writer_cannot_disable_or_skip_the_triggers(writer):
+def test_writer_cannot_forge_parked_deltas(writer, admin):
+    [(pending,)] = admin.execute(
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+        "WHERE schemaname = 'dbrules' AND tablename LIKE 'pending\\_author\\_%'"
+    ).fetchall()
+    ann = Author.objects.create(name="Ann")
+    with pytest.raises(errors.InsufficientPrivilege):
+        writer.execute(f"INSERT INTO {pending} (dbrules_txid, parent_key) VALUES (txid_current(), %s)", [ann.pk])
+    with pytest.raises(errors.InsufficientPrivilege):
+        writer.execute(f"TRUNCATE {BOOK}")
+    assert_exact(Author, Book)
+
+
+def test_writer_cannot_disable_replace_or_skip_the_triggers(writer, admin):
     ann = Author.objects.create(name="Ann")
     with pytest.raises(errors.InsufficientPrivilege):
         writer.execute(f"ALTER TABLE {BOOK} DISABLE TRIGGER ALL")
     with pytest.raises(errors.InsufficientPrivilege):
         writer.execute("SET session_replication_role = replica")
+    trigger = admin.execute(
+        "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgtrigger_dbrules_author_books_ins_%'"
+    ).fetchone()[0]
+    with pytest.raises(errors.InsufficientPrivilege):
+        writer.execute(f"DROP TRIGGER {trigger} ON {BOOK}")
+    function = function_of(admin, "dbrules_author_books_ins")
+    with pytest.raises(errors.InsufficientPrivilege):
+        writer.execute(f"ALTER FUNCTION {function}() SECURITY INVOKER")
+    with pytest.raises(errors.InsufficientPrivilege):
+        writer.execute(
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RETURN NULL; END $$"
+        )
+    # A table of the writer's own that inherits the child would hide rows
+    # from the triggers but not from annotate().
+    with pytest.raises(errors.InsufficientPrivilege):
+        writer.execute(f"CREATE TEMP TABLE hidden () INHERITS ({BOOK})")
     # django-pgtrigger's escape hatch does not apply to dbrules' triggers.
     names = "{" + ",".join(
-        r[0] for r in writer.execute("SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgtrigger_dbrules_%'")
+        r[0] for r in admin.execute("SELECT tgname FROM pg_trigger WHERE tgname LIKE 'pgtrigger_dbrules_%'")
     ) + "}"
     writer.execute("SELECT set_config('pgtrigger.ignore', %s, false)", [names])
     writer.execute(f"INSERT INTO {BOOK} ({COLUMNS}) VALUES (%s, 'x', 1, true, '', '', '', '', 0, 0)", [ann.pk])
@@ -80,13 +157,80 @@ def test_writer_cannot_disable_or_skip_the_triggers(writer):
 
 
 def test_writer_cannot_redirect_the_functions(writer):
-    """A temporary table named like the parent, first in the writer's
-    search_path, is never what the trigger updates."""
+    """A temporary table named like the parent and a temporary function named
+    like one the rules call, both first in the writer's search_path, are
+    never what the trigger functions use."""
     ann = Author.objects.create(name="Ann")
     writer.execute(f"CREATE TEMP TABLE {AUTHOR} (id bigint, num_books int, num_published int)")
     writer.execute(f"INSERT INTO pg_temp.{AUTHOR} VALUES (%s, 0, 0)", [ann.pk])
+    writer.execute(
+        "CREATE FUNCTION pg_temp.lower(text) RETURNS text LANGUAGE sql AS $$ SELECT 'hijacked' $$"
+    )
     writer.execute("SET search_path = pg_temp, public")
-    writer.execute(f"INSERT INTO public.{BOOK} ({COLUMNS}) VALUES (%s, 'x', 1, true, '', '', '', '', 0, 0)", [ann.pk])
+    writer.execute(f"INSERT INTO public.{BOOK} ({COLUMNS}) VALUES (%s, 'X', 1, true, '', '', '', '', 0, 0)", [ann.pk])
     assert writer.execute(f"SELECT num_books FROM pg_temp.{AUTHOR}").fetchone() == (0,)
     assert Author.objects.get(pk=ann.pk).num_books == 1
+    assert Book.objects.get().title_key == "x"
     assert_exact(Author, Book)
+
+
+@pytest.mark.parametrize(
+    "trigger, event",
+    [
+        # The statement trigger that adds a child's deltas to its parent:
+        # attached to the writer's own table, it adds whatever rows the
+        # writer inserts there.
+        ("dbrules_author_books_ins", "AFTER INSERT ON fake REFERENCING NEW TABLE AS dbrules_new FOR EACH STATEMENT"),
+        # The TRUNCATE trigger resets every parent's aggregates.
+        ("dbrules_author_books_trunc", "AFTER TRUNCATE ON fake FOR EACH STATEMENT"),
+    ],
+)
+def test_writer_cannot_run_the_trigger_functions_on_its_own_table(writer, admin, trigger, event):
+    """dbrules' functions are SECURITY DEFINER: whoever can attach one to a
+    table of their own (every role may create temporary tables, and
+    functions are executable by PUBLIC unless revoked) runs it as the
+    function's owner, with rows of their choosing."""
+    ann = Author.objects.create(name="Ann")
+    Book.objects.bulk_create([Book(author=ann, title=str(i), published=True) for i in range(3)])
+    function = function_of(admin, trigger)
+    writer.execute(
+        "CREATE TEMP TABLE fake (author_id bigint, published boolean, pages integer, "
+        "published_on date, price numeric)"
+    )
+    try:
+        writer.execute(sql.SQL(f"CREATE TRIGGER fake_{trigger[-3:]} {event} EXECUTE FUNCTION {function}()"))
+    except errors.InsufficientPrivilege:
+        pass  # what should happen
+    else:
+        writer.execute("INSERT INTO fake SELECT %s, true, 1, NULL, NULL FROM generate_series(1, 999)", [ann.pk])
+        writer.execute("TRUNCATE fake")
+    assert Author.objects.get(pk=ann.pk).num_books == 3
+    assert_exact(Author, Book)
+
+
+def test_column_grants_let_a_program_rename_parents_but_not_write_derived_columns(admin):
+    """A program that edits authors' names gets UPDATE on that column only:
+    copies follow the rename, derived columns stay out of reach even with
+    the repair switch set."""
+    role = "dbrules_author_editor"
+    conn = connect_as(
+        admin,
+        role,
+        [
+            f"GRANT USAGE ON SCHEMA public TO {role}",
+            f"GRANT SELECT (id, name), UPDATE (name) ON {AUTHOR} TO {role}",
+        ],
+    )
+    try:
+        ann = Author.objects.create(name="Ann")
+        Book.objects.create(author=ann, title="t")
+        conn.execute(f"UPDATE {AUTHOR} SET name = 'Anne' WHERE id = %s", [ann.pk])
+        conn.execute("SELECT set_config('dbrules.repairing', 'on', false)")
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute(f"UPDATE {AUTHOR} SET num_books = 999 WHERE id = %s", [ann.pk])
+        assert Book.objects.get().author_name == "Anne"
+        assert_exact(Author, Book)
+    finally:
+        conn.close()
+        admin.execute(f"DROP OWNED BY {role}")
+        admin.execute(f"DROP ROLE {role}")
