@@ -15,7 +15,7 @@ from django.db.models import Q
 
 from dbrules.analysis import Plan
 from dbrules.core import Derived
-from dbrules.runtime import live_expression, plans_of
+from dbrules.runtime import annotate_live, live_expression, plans_of
 from dbrules.sqlrender import quote, table
 
 
@@ -82,37 +82,49 @@ def repair(
     dry_run: bool = False,
 ) -> int:
     """Set every drifted derived value of ``model`` (optionally only rows
-    matching ``where``) to its live value, set-based. Returns rows changed.
+    matching ``where``) to its live value, set-based. Returns values changed.
 
-    Runs in the caller's transaction (or its own); the guard trigger lets the
-    write through because ``dbrules.repairing`` is set for the transaction.
+    All rules of the model are recomputed in one statement (one pass over the
+    children, like a single GROUP BY; the annotate_live() form keeps two
+    to-many relations from multiplying rows). Runs in the caller's transaction
+    (or its own); the guard trigger lets the write through because
+    ``dbrules.repairing`` is set for the transaction.
     """
-    changed = 0
+    plans = plans_of(model, fields)
+    if not plans:
+        return 0
     pk = quote(model._meta.pk.column)
+    names = [plan.rule.field for plan in plans]
+    queryset = model._base_manager.using(using).all()
+    if where is not None:
+        queryset = queryset.filter(where)
+    queryset = annotate_live(queryset.order_by(), *names, suffix="__dbrules_live")
+    queryset = queryset.values_list(
+        "pk", *(plan.target.attname for plan in plans), *(name + "__dbrules_live" for name in names)
+    )
+    sql, params = queryset.query.get_compiler(using=using).as_sql()
+    count = len(plans)
+    stored = [f"s{i}" for i in range(count)]
+    live = [f"l{i}" for i in range(count)]
+    source = f"({sql}) AS x(pk, {', '.join(stored + live)})"
+    differs = [f"x.{s} IS DISTINCT FROM x.{v}" for s, v in zip(stored, live)]
+    changed_values = " + ".join(f"({d})::int" for d in differs)
     with transaction.atomic(using=using), connections[using].cursor() as cursor:
-        plans = plans_of(model, fields)
-        if not dry_run:
-            cursor.execute("SELECT set_config('dbrules.repairing', 'on', true)")
-        for plan in plans:
-            sql, params = _live_sql(model, plan, using, where)
-            column = quote(plan.target.column)
-            if dry_run:
-                cursor.execute(
-                    f"SELECT count(*) FROM ({sql}) AS x(col1, col2, col3) "
-                    "WHERE x.col2 IS DISTINCT FROM x.col3",
-                    params,
-                )
-                changed += cursor.fetchone()[0]
-                continue
+        if dry_run:
             cursor.execute(
-                f"UPDATE {table(model)} AS t SET {column} = x.col3 "
-                f"FROM ({sql}) AS x(col1, col2, col3) "
-                f"WHERE t.{pk} = x.col1 AND x.col2 IS DISTINCT FROM x.col3",
-                params,
+                f"SELECT coalesce(sum({changed_values}), 0) FROM {source} WHERE {' OR '.join(differs)}", params
             )
-            changed += cursor.rowcount
-        if not dry_run:
-            cursor.execute("SELECT set_config('dbrules.repairing', 'off', true)")
+            return int(cursor.fetchone()[0])
+        cursor.execute("SELECT set_config('dbrules.repairing', 'on', true)")
+        assignments = ", ".join(f"{quote(plan.target.column)} = x.{v}" for plan, v in zip(plans, live))
+        cursor.execute(
+            f"WITH changed AS (UPDATE {table(model)} AS t SET {assignments} FROM {source} "
+            f"WHERE t.{pk} = x.pk AND ({' OR '.join(differs)}) RETURNING {changed_values} AS n) "
+            "SELECT coalesce(sum(n), 0) FROM changed",
+            params,
+        )
+        changed = int(cursor.fetchone()[0])
+        cursor.execute("SELECT set_config('dbrules.repairing', 'off', true)")
     return changed
 
 
