@@ -1,0 +1,171 @@
+"""Ratios, terminal tables and the chart of a benchmark run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+BULK_PHASES = ["bulk_create", "update", "bulk_update", "delete"]
+PHASE_LABELS = {
+    "bulk_create": "bulk_create",
+    "update": "QuerySet.update (move)",
+    "bulk_update": "bulk_update",
+    "delete": "delete",
+}
+TARGETS = {"bulk": 1.15, "single": 0.85, "reads": 100.0, "repair": 2.0}
+
+
+def add_ratios(results: dict[str, Any]) -> None:
+    """Ratios against the no-rules reference, next to the raw figures."""
+    bulk = results.get("bulk")
+    if bulk:
+        base = bulk["no rules"]
+        for variant, figures in bulk.items():
+            for phase in BULK_PHASES:
+                figures[phase]["ratio"] = figures[phase]["seconds"] / base[phase]["seconds"]
+    single = results.get("single")
+    if single:
+        base = single["no rules"]
+        for variant, figures in single.items():
+            figures["ratios"] = {s: figures[s] / base[s] for s in base if s not in {"drift", "ratios", "failed"}}
+    if "reads" in results:
+        r = results["reads"]
+        r["speedup"] = r["annotate"] / r["stored"]
+    if "repair" in results:
+        r = results["repair"]
+        r["ratio"] = r["repair"] / r["group_by"]
+    for row in results.get("scaling", []):
+        figures = row["dbrules"]
+        figures["us_per_row"] = figures["seconds"] / row["rows"] * 1e6
+        if "no rules" in row:
+            row["ratio"] = figures["seconds"] / row["no rules"]["seconds"]
+
+
+def total_drift(results: dict[str, Any]) -> int:
+    """Wrong values left by any maintaining variant (the no-rules reference
+    maintains nothing, so its columns are expected to be stale)."""
+    drift = 0
+    for section in ("bulk", "single"):
+        drift += sum(v.get("drift", 0) for k, v in results.get(section, {}).items() if k != "no rules")
+    for section in ("reads", "repair"):
+        drift += results.get(section, {}).get("drift", 0)
+    for row in results.get("scaling", []):
+        drift += row["dbrules"]["drift"]
+    return drift
+
+
+def _drift(variants: dict[str, Any], variant: str) -> str:
+    return "(not maintained)" if variant == "no rules" else str(variants[variant]["drift"])
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def tables(results: dict[str, Any]) -> str:
+    """Plain-text tables, also pasted into docs/performance.md."""
+    m = results["machine"]
+    out = [f"PostgreSQL {m['postgresql']} ({m['server']}), Django {m['django']}, Python {m['python']}, "
+           f"{m['cpus']} CPUs, {m['platform']}"]
+    bulk = results.get("bulk")
+    if bulk:
+        variants = list(bulk)
+        rows = []
+        for phase in BULK_PHASES:
+            rows.append([PHASE_LABELS[phase]] + [
+                f"{bulk[v][phase]['seconds']:.2f}s {bulk[v][phase]['ratio']:.2f}x" for v in variants
+            ])
+        rows.append(["queries from Django"] + [
+            "/".join(f"{bulk[v][p]['queries']:.0f}" for p in BULK_PHASES) for v in variants
+        ])
+        rows.append(["peak RSS of the Python process"] + [f"{bulk[v]['peak_rss_mb']:.0f} MB" for v in variants])
+        rows.append(["drift after the run"] + [_drift(bulk, v) for v in variants])
+        rows.append(["rows measured"] + [f"{bulk[v]['rows']:,}" + ("*" if bulk[v]['rows'] != bulk['no rules']['rows'] else "") for v in variants])
+        out += ["", f"Bulk writes, {bulk['no rules']['rows']:,} books over {results['settings']['authors']:,} authors "
+                f"(median of {results['settings']['repeat']}, signals and computedfields once; "
+                f"target for dbrules <= {TARGETS['bulk']}x)",
+                _table(["phase"] + variants, rows)]
+        if any(bulk[v]["rows"] != bulk["no rules"]["rows"] for v in variants):
+            out.append("* one save() per row: run once on a fraction of the rows, seconds and queries scaled up")
+    single = results.get("single")
+    if single:
+        variants = list(single)
+        scripts = [s for s in single["no rules"] if s not in {"drift", "ratios", "failed"}]
+        rows = [[f"one-row {s}"] + [f"{single[v][s]:,.0f} tps {single[v]['ratios'][s]:.2f}x" for v in variants] for s in scripts]
+        rows.append(["failed transactions (deadlocks)"] + [
+            "/".join(str(single[v]["failed"][s]) for s in scripts) for v in variants
+        ])
+        rows.append(["drift after the run"] + [_drift(single, v) for v in variants])
+        s = results["settings"]
+        out += ["", f"Single-row writes, pgbench {s['clients']} clients x {s['seconds']}s "
+                f"(median of {s['repeat']}; target for dbrules >= {TARGETS['single']}x)",
+                _table(["script"] + variants, rows)]
+    if "reads" in results:
+        r = results["reads"]
+        out += ["", f"Reads: top-50 authors by number of books, {results['settings']['read_books']:,} books "
+                f"(target >= {TARGETS['reads']:.0f}x)",
+                _table(["stored column + index", "annotate() fallback", "speed-up"],
+                       [[f"{r['stored'] * 1000:.2f} ms", f"{r['annotate'] * 1000:.0f} ms", f"{r['speedup']:,.0f}x"]])]
+    if "repair" in results:
+        r = results["repair"]
+        out += ["", f"Repair of every author over {results['settings']['read_books']:,} books (target <= {TARGETS['repair']}x)",
+                _table(["dbrules.repair()", "one GROUP BY", "ratio"],
+                       [[f"{r['repair']:.2f}s", f"{r['group_by']:.2f}s", f"{r['ratio']:.2f}x"]])]
+    if results.get("scaling"):
+        rows = []
+        for row in results["scaling"]:
+            base = row.get("no rules")
+            rows.append([f"{row['rows']:,}", f"{row['parents']:,}",
+                         f"{base['seconds']:.2f}s" if base else "",
+                         f"{row['dbrules']['seconds']:.2f}s", f"{row['ratio']:.2f}x" if base else "",
+                         f"{row['dbrules']['us_per_row']:.1f}"])
+        out += ["", "Scaling: one INSERT ... SELECT (database side only)",
+                _table(["rows", "authors", "no rules", "dbrules", "ratio", "dbrules us/row"], rows)]
+    return "\n".join(out)
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """Bar chart of every ratio against no rules, with the targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 1.3]})
+    bulk = results.get("bulk", {})
+    variants = [v for v in bulk if v != "no rules"]
+    width = 0.8 / max(1, len(variants))
+    for i, variant in enumerate(variants):
+        xs = [p + i * width for p in range(len(BULK_PHASES))]
+        left.bar(xs, [bulk[variant][p]["ratio"] for p in BULK_PHASES], width, label=variant)
+    left.axhline(1.0, color="black", linewidth=0.8)
+    left.axhline(TARGETS["bulk"], color="red", linestyle="--", linewidth=0.8, label=f"target {TARGETS['bulk']}x")
+    left.set_yscale("log")
+    left.set_xticks([p + width * (len(variants) - 1) / 2 for p in range(len(BULK_PHASES))])
+    left.set_xticklabels([PHASE_LABELS[p] for p in BULK_PHASES])
+    left.set_ylabel("time vs. no rules (log scale, lower is better)")
+    left.set_title(f"Bulk writes, {results['settings']['books']:,} books")
+    left.legend(fontsize=8)
+    single = results.get("single", {})
+    if single:
+        scripts = list(single["no rules"]["ratios"])
+        others = [v for v in single if v != "no rules"]
+        w = 0.8 / max(1, len(others))
+        for i, variant in enumerate(others):
+            right.bar([p + i * w for p in range(len(scripts))], [single[variant]["ratios"][s] for s in scripts], w,
+                      label=variant, color=f"C{variants.index(variant) if variant in variants else i}")
+        right.axhline(1.0, color="black", linewidth=0.8)
+        right.axhline(TARGETS["single"], color="red", linestyle="--", linewidth=0.8, label=f"target {TARGETS['single']}x")
+        right.set_xticks([p + w * (len(others) - 1) / 2 for p in range(len(scripts))])
+        right.set_xticklabels(scripts)
+        right.set_ylim(0, 1.2)
+        right.set_ylabel("throughput vs. no rules (higher is better)")
+        right.set_title("Single-row writes (pgbench)")
+        right.legend(fontsize=8)
+    m = results["machine"]
+    fig.suptitle(f"dbrules benchmark: PostgreSQL {m['postgresql']}, {m['cpus']} CPUs", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)

@@ -1,0 +1,235 @@
+"""What the benchmark measures, run inside a worker process (worker.py).
+
+Each function leaves the variant's tables in a known state, times only the
+write or read under test, counts the queries Django sent, and checks every
+derived value against a recount (the annotate() oracle for dbrules), so a fast
+but wrong variant cannot pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, F, Q, Sum
+
+from bench.shop.models import VARIANTS
+
+PAGES = 500
+
+
+class QueryCounter:
+    """Counts statements Django sends (execute and executemany alike)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute: Callable, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+@contextmanager
+def measured(results: dict[str, Any], phase: str) -> Iterator[None]:
+    counter = QueryCounter()
+    with connection.execute_wrapper(counter):
+        started = time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - started
+    results[phase] = {"seconds": elapsed, "queries": counter.count}
+
+
+def sql(statement: str, params: Any = ()) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def reset(variant: str, parents: int) -> None:
+    author, book = VARIANTS[variant]
+    sql(f"TRUNCATE {book._meta.db_table}, {author._meta.db_table} RESTART IDENTITY")
+    author.objects.bulk_create([author(name=f"author {i}") for i in range(parents)])
+    vacuum(variant)
+
+
+def vacuum(variant: str) -> None:
+    for model in VARIANTS[variant]:
+        sql(f"VACUUM ANALYZE {model._meta.db_table}")
+
+
+def drift(variant: str) -> int:
+    """Authors and books whose stored values differ from a recount."""
+    author, book = VARIANTS[variant]
+    live = author.objects.annotate(
+        n=Count("books"),
+        p=Count("books", filter=Q(books__published=True)),
+        s=Sum("books__pages", default=0),
+    )
+    wrong = live.exclude(num_books=F("n"), num_published=F("p"), total_pages=F("s")).count()
+    return wrong + book.objects.exclude(author_name=F("author__name")).count()
+
+
+def bulk(variant: str, n: int, parents: int, seed: int = 1) -> dict[str, Any]:
+    """bulk_create of n books, QuerySet.update moving n/2, bulk_update of n/5,
+    delete of n/2 -- each the way the variant is meant to be used."""
+    author, book = VARIANTS[variant]
+    rng = random.Random(seed)
+    reset(variant, parents)
+    results: dict[str, Any] = {}
+    objs = [
+        book(author_id=rng.randint(1, parents), title=f"b{i}", pages=rng.randint(1, PAGES), published=i % 3 != 0)
+        for i in range(n)
+    ]
+    with measured(results, "bulk_create"):
+        if variant == "signals":
+            for obj in objs:  # the usual pattern: one save() per row
+                obj.save()
+        else:
+            book.objects.bulk_create(objs)
+            if variant == "computedfields":
+                from computedfields.models import update_dependent
+
+                update_dependent(book.objects.all())
+    del objs
+    vacuum(variant)
+
+    moved = book.objects.filter(pk__lte=n // 2)
+    with measured(results, "update"):
+        if variant == "signals":
+            for obj in moved.iterator():
+                obj.author_id = obj.author_id % parents + 1
+                obj.save()
+        elif variant == "computedfields":
+            from computedfields.models import preupdate_dependent, update_dependent
+
+            old = preupdate_dependent(moved)
+            moved.update(author_id=F("author_id") % parents + 1)
+            update_dependent(moved, old=old)
+        else:
+            moved.update(author_id=F("author_id") % parents + 1)
+    vacuum(variant)
+
+    changed = list(book.objects.filter(pk__gt=n // 2, pk__lte=n // 2 + n // 5).order_by("pk"))
+    for obj in changed:
+        obj.pages += 1
+        obj.published = not obj.published
+    with measured(results, "bulk_update"):
+        if variant == "signals":
+            for obj in changed:
+                obj.save()
+        else:
+            # Django builds one CASE per field; batches keep it linear.
+            book.objects.bulk_update(changed, ["pages", "published"], batch_size=1000)
+            if variant == "computedfields":
+                from computedfields.models import update_dependent
+
+                update_dependent(book.objects.filter(pk__gt=n // 2, pk__lte=n // 2 + n // 5))
+    del changed
+    vacuum(variant)
+
+    with measured(results, "delete"):
+        # With receivers connected (signals, computedfields) Django loads the
+        # rows and sends a signal per row; otherwise it is one DELETE.
+        book.objects.filter(pk__gt=n // 2).delete()
+    results["drift"] = drift(variant)
+    return results
+
+
+def single_row_setup(variant: str, n: int, parents: int, seed: int = 1) -> dict[str, Any]:
+    """Tables for the pgbench runs: ``parents`` authors and ``n`` books."""
+    author, book = VARIANTS[variant]
+    reset(variant, parents)
+    sql(
+        f"INSERT INTO {book._meta.db_table} (author_id, title, pages, published, author_name) "
+        "SELECT 1 + (g * 7919) %% %s, 'b' || g, 1 + g %% %s, g %% 3 <> 0, '' FROM generate_series(1, %s) g",
+        [parents, PAGES, n],
+    )
+    vacuum(variant)
+    return {"author_table": author._meta.db_table, "book_table": book._meta.db_table}
+
+
+def check_drift(variant: str) -> dict[str, Any]:
+    return {"drift": drift(variant)}
+
+
+def reads(n: int, parents: int, repeat: int) -> dict[str, Any]:
+    """Top-50 authors by their number of books over n books: the stored,
+    indexed column vs. the annotate() fallback."""
+    import dbrules
+
+    author, book = VARIANTS["dbrules"]
+    reset("dbrules", parents)
+    sql(
+        f"INSERT INTO {book._meta.db_table} (author_id, title, pages, published, author_name) "
+        "SELECT 1 + (g * 7919) %% %s, 'b' || g, 1 + g %% %s, g %% 3 <> 0, '' FROM generate_series(1, %s) g",
+        [parents, PAGES, n],
+    )
+    vacuum("dbrules")
+
+    def stored() -> list[int]:
+        return list(author.objects.order_by("-num_books", "pk").values_list("pk", flat=True)[:50])
+
+    def fallback() -> list[int]:
+        live = dbrules.annotate_live(author.objects.all(), "num_books")
+        return list(live.order_by("-num_books_live", "pk").values_list("pk", flat=True)[:50])
+
+    assert stored() == fallback(), "stored and annotate() top-50 differ"
+    return {"stored": best_of(stored, repeat), "annotate": best_of(fallback, repeat), "drift": drift("dbrules")}
+
+
+def repair(n: int, parents: int, repeat: int) -> dict[str, Any]:
+    """dbrules' repair of every author (all values wrong first) vs. one
+    GROUP BY computing the same aggregates over the n books."""
+    import dbrules
+
+    author, book = VARIANTS["dbrules"]
+    reads_setup = author.objects.count() == parents and book.objects.count() == n
+    if not reads_setup:
+        reads(n, parents, 1)
+    table = author._meta.db_table
+    group_by = (
+        f"SELECT author_id, count(*), count(*) FILTER (WHERE published), sum(pages) "
+        f"FROM {book._meta.db_table} GROUP BY author_id"
+    )
+    one_group_by = best_of(lambda: sql(group_by), repeat)
+    timings = []
+    for _ in range(repeat):
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT set_config('dbrules.repairing', 'on', true)")
+            cursor.execute(f"UPDATE {table} SET num_books = 0, num_published = 0, total_pages = 0")
+            cursor.execute("COMMIT")
+        vacuum("dbrules")
+        started = time.perf_counter()
+        changed = dbrules.repair(author)
+        timings.append(time.perf_counter() - started)
+        assert changed > 0
+    return {"repair": sorted(timings)[len(timings) // 2], "group_by": one_group_by, "drift": drift("dbrules")}
+
+
+def scaling(variant: str, n: int, parents: int) -> dict[str, Any]:
+    """One INSERT ... SELECT of n books over ``parents`` authors (database side only)."""
+    author, book = VARIANTS[variant]
+    reset(variant, parents)
+    started = time.perf_counter()
+    sql(
+        f"INSERT INTO {book._meta.db_table} (author_id, title, pages, published, author_name) "
+        "SELECT 1 + (g * 7919) %% %s, 'b' || g, 1 + g %% %s, g %% 3 <> 0, '' FROM generate_series(1, %s) g",
+        [parents, PAGES, n],
+    )
+    return {"seconds": time.perf_counter() - started, "drift": drift(variant)}
+
+
+def best_of(action: Callable[[], Any], repeat: int) -> float:
+    """The median of ``repeat`` timed runs after one warm-up."""
+    action()
+    timings = []
+    for _ in range(max(1, repeat)):
+        started = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - started)
+    return sorted(timings)[len(timings) // 2]
