@@ -202,6 +202,11 @@ def require_extras(chart: bool) -> None:
         )
 
 
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     require_extras(bool(args.chart))
@@ -222,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine": machine(database), "settings": {
         k: v for k, v in vars(args).items() if k not in {"chart", "output", "json"}
     }}
+    finished = False
     try:
         if "bulk" in sections:
             results["bulk"] = bench_bulk(args, url, db, progress)
@@ -243,12 +249,15 @@ def main(argv: list[str] | None = None) -> int:
                     progress.step(f"scaling {variant}: {n:,} rows over {parents:,} authors")
                     row[variant] = worker(url, db, task="scaling", variant=variant, n=n, parents=parents)
                 results["scaling"].append(row)
+        finished = True
     finally:
         drop_database(db)
+        if args.output and not finished:
+            # A failure late in a long run keeps the sections measured so far.
+            write_json(args.output, {**results, "incomplete": True})
     report.add_ratios(results)
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.output, results)
     if args.chart:
         report.chart(results, args.chart)
     if args.json:

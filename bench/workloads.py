@@ -56,6 +56,17 @@ def reset(variant: str, parents: int) -> None:
     vacuum(variant)
 
 
+def insert_books(book: Any, n: int, parents: int) -> None:
+    """One INSERT ... SELECT of ``n`` books spread over ``parents`` authors.
+    bigint arithmetic: ``g * 7919`` leaves the integer range past 271k rows."""
+    sql(
+        f"INSERT INTO {book._meta.db_table} (author_id, title, pages, published, author_name) "
+        "SELECT 1 + (g * 7919) %% %s, 'b' || g, 1 + g %% %s, g %% 3 <> 0, '' "
+        "FROM generate_series(1::bigint, %s) g",
+        [parents, PAGES, n],
+    )
+
+
 def vacuum(variant: str) -> None:
     for model in VARIANTS[variant]:
         sql(f"VACUUM ANALYZE {model._meta.db_table}")
@@ -143,11 +154,7 @@ def single_row_setup(variant: str, n: int, parents: int, seed: int = 1) -> dict[
     """Tables for the pgbench runs: ``parents`` authors and ``n`` books."""
     author, book = VARIANTS[variant]
     reset(variant, parents)
-    sql(
-        f"INSERT INTO {book._meta.db_table} (author_id, title, pages, published, author_name) "
-        "SELECT 1 + (g * 7919) %% %s, 'b' || g, 1 + g %% %s, g %% 3 <> 0, '' FROM generate_series(1, %s) g",
-        [parents, PAGES, n],
-    )
+    insert_books(book, n, parents)
     vacuum(variant)
     return {"author_table": author._meta.db_table, "book_table": book._meta.db_table}
 
@@ -163,11 +170,7 @@ def reads(n: int, parents: int, repeat: int) -> dict[str, Any]:
 
     author, book = VARIANTS["dbrules"]
     reset("dbrules", parents)
-    sql(
-        f"INSERT INTO {book._meta.db_table} (author_id, title, pages, published, author_name) "
-        "SELECT 1 + (g * 7919) %% %s, 'b' || g, 1 + g %% %s, g %% 3 <> 0, '' FROM generate_series(1, %s) g",
-        [parents, PAGES, n],
-    )
+    insert_books(book, n, parents)
     vacuum("dbrules")
 
     def stored() -> list[int]:
@@ -216,11 +219,7 @@ def scaling(variant: str, n: int, parents: int) -> dict[str, Any]:
     author, book = VARIANTS[variant]
     reset(variant, parents)
     started = time.perf_counter()
-    sql(
-        f"INSERT INTO {book._meta.db_table} (author_id, title, pages, published, author_name) "
-        "SELECT 1 + (g * 7919) %% %s, 'b' || g, 1 + g %% %s, g %% 3 <> 0, '' FROM generate_series(1, %s) g",
-        [parents, PAGES, n],
-    )
+    insert_books(book, n, parents)
     return {"seconds": time.perf_counter() - started, "drift": drift(variant)}
 
 
