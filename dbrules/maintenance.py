@@ -208,7 +208,14 @@ def repair_in_batches(
     a large table stay short and an interrupted run keeps every finished batch.
     Idempotent: a second run changes nothing. ``progress(done, total)`` is
     called after each batch."""
-    total = max(1, -(-model._base_manager.using(using).count() // batch_size))
+    rows = model._base_manager.using(using).count()
+    if rows <= batch_size:
+        # One batch: the unfiltered form, which can group the children first.
+        changed = repair(model, fields, using=using, dry_run=dry_run)
+        if progress:
+            progress(1, 1)
+        return changed
+    total = -(-rows // batch_size)
     changed = 0
     for done, where in enumerate(parent_batches(model, using=using, batch_size=batch_size), 1):
         changed += repair(model, fields, using=using, where=where, dry_run=dry_run)
