@@ -41,6 +41,29 @@ def test_copy_is_set_on_create_and_returned_to_the_instance(store):
     assert_exact(*ALL)
 
 
+def test_copy_through_a_null_hop_overwrites_what_the_writer_sent(store):
+    """A NULL ForeignKey on the path finds no source row: the copy is the
+    field's empty value, whatever the INSERT or UPDATE tried to store."""
+    loner = Author.objects.create(name="Loner", publisher=None)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Book._meta.db_table} (author_id, title, pages, published, author_name, "
+            "publisher_country, title_key, label, size, weight_grams, num_tags) "
+            "VALUES (%s, 'Raw', 1, false, 'forged', 'XX', '', '', '', 0, 0) RETURNING id",
+            [loner.pk],
+        )
+        [raw_id] = cursor.fetchone()
+        cursor.execute(
+            f"UPDATE {Book._meta.db_table} SET author_id = %s, publisher_country = 'YY' WHERE id = %s",
+            [store["bob"].pk, store["books"][0].pk],
+        )
+    raw = Book.objects.get(pk=raw_id)
+    assert (raw.author_name, raw.publisher_country) == ("Loner", None)
+    moved = Book.objects.get(pk=store["books"][0].pk)
+    assert (moved.author_name, moved.publisher_country) == ("Bob", "DE")
+    assert_exact(*ALL)
+
+
 def test_renaming_the_source_recopies_every_dependent_row(store):
     Author.objects.filter(pk=store["ann"].pk).update(name="Annie")
     assert set(Book.objects.filter(author=store["ann"]).values_list("author_name", flat=True)) == {
