@@ -85,9 +85,9 @@ def repair(
     matching ``where``) to its live value, set-based. Returns values changed.
 
     All rules of the model are recomputed in one statement (one pass over the
-    children, like a single GROUP BY; see ``_repair_source``). Runs in the caller's transaction
-    (or its own); the guard trigger lets the write through because
-    ``dbrules.repairing`` is set for the transaction.
+    children, like a single GROUP BY; see ``_repair_source``). Runs in the
+    caller's transaction (or its own); the guard trigger lets the write
+    through because ``dbrules.repairing`` is set for the transaction.
     """
     plans = plans_of(model, fields)
     if not plans:
