@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from django.db import connections, models, transaction
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Q
 
 from dbrules.analysis import AggregatePlan, Plan
 from dbrules.core import Derived
-from dbrules.runtime import annotate_live, live_expression, plans_of
-from dbrules.sqlrender import quote, table
+from dbrules.runtime import annotate_live, child_aggregate, live_expression, plans_of
+from dbrules.sqlrender import literal, quote, table
 
 
 @dataclass
@@ -136,10 +136,8 @@ def _repair_source(
     parents = model._base_manager.using(using).all().order_by()
     if where is not None:
         parents = parents.filter(where)
-    grouped_first = where is None and all(
-        isinstance(plan, AggregatePlan) and plan.target.model is model for plan in plans
-    )
-    if not grouped_first:
+    aggregates = [p for p in plans if isinstance(p, AggregatePlan) and p.target.model is model]
+    if where is not None or len(aggregates) < len(plans):
         names = [plan.rule.field for plan in plans]
         queryset = annotate_live(parents, *names, suffix="__dbrules_live").values_list(
             "pk", *(plan.target.attname for plan in plans), *(name + "__dbrules_live" for name in names)
@@ -147,35 +145,30 @@ def _repair_source(
         sql, params = queryset.query.get_compiler(using=using).as_sql()
         return sql, list(params)
 
-    by_child: dict[tuple[type[models.Model], str], list[int]] = {}
-    for index, plan in enumerate(plans):
-        by_child.setdefault((plan.child, plan.fk.name), []).append(index)  # type: ignore[union-attr]
+    by_child: dict[tuple[type[models.Model], models.ForeignKey], list[int]] = {}
+    for index, plan in enumerate(aggregates):
+        by_child.setdefault((plan.child, plan.fk), []).append(index)
     joins: list[str] = []
-    live: list[str] = [""] * len(plans)
+    live: list[str] = [""] * len(aggregates)
     params: list[Any] = []
-    for g, ((child, fk_name), indexes) in enumerate(by_child.items()):
-        fk = child._meta.get_field(fk_name)
-        children = child._base_manager.using(using).all().order_by()
-        aggregates = {f"v{i}": _child_aggregate(plans[i]) for i in indexes}  # type: ignore[arg-type]
-        grouped = children.values(fk.attname).annotate(**aggregates).values_list(fk.attname, *aggregates)
+    for g, ((child, fk), indexes) in enumerate(by_child.items()):
+        columns = {f"v{i}": child_aggregate(aggregates[i]) for i in indexes}
+        grouped = (
+            child._base_manager.using(using).order_by()
+            .values(fk.attname).annotate(**columns).values_list(fk.attname, *columns)
+        )
         g_sql, g_params = grouped.query.get_compiler(using=using).as_sql()
         joins.append(
-            f"LEFT JOIN ({g_sql}) AS g{g}(k, {', '.join(aggregates)}) "
+            f"LEFT JOIN ({g_sql}) AS g{g}(k, {', '.join(columns)}) "
             f"ON g{g}.k = p.{quote(fk.target_field.column)}"
         )
         params += g_params
         for i in indexes:
-            empty = plans[i].empty_value  # type: ignore[union-attr]
-            live[i] = f"g{g}.v{i}" if empty is None else f"COALESCE(g{g}.v{i}, 0)"
+            empty = aggregates[i].empty_value
+            live[i] = f"g{g}.v{i}" if empty is None else f"COALESCE(g{g}.v{i}, {literal(empty)})"
     pk = f"p.{quote(model._meta.pk.column)}"
-    stored = [f"p.{quote(plan.target.column)}" for plan in plans]
+    stored = [f"p.{quote(plan.target.column)}" for plan in aggregates]
     return f"SELECT {', '.join([pk, *stored, *live])} FROM {table(model)} AS p {' '.join(joins)}", params
-
-
-def _child_aggregate(plan: AggregatePlan) -> Any:
-    """The rule's aggregate over the child rows themselves (child-relative)."""
-    function = {"count": Count, "sum": Sum, "min": Min, "max": Max}[plan.function]
-    return function(plan.value.name if plan.value else "pk", filter=plan.condition)
 
 
 def parent_batches(

@@ -27,6 +27,13 @@ def plans_of(model: type[models.Model], fields: Iterable[str] = ()) -> list[Plan
     return [analyze(model, rule) for rule in rules]
 
 
+def child_aggregate(plan: AggregatePlan) -> Expression:
+    """The rule's aggregate written from the child's side (``Count("pk",
+    filter=Q(published=True))`` for ``Count("books", filter=Q(books__published=True))``),
+    for queries grouped by the child's ForeignKey."""
+    return plan.rule.expression.__class__(plan.value.name if plan.value else "pk", filter=plan.condition)
+
+
 def live_expression(plan: Plan, *, standalone: bool = False) -> Expression:
     """The ORM expression whose value the stored column must equal.
 
@@ -40,11 +47,8 @@ def live_expression(plan: Plan, *, standalone: bool = False) -> Expression:
             child = plan.child._default_manager.filter(
                 **{plan.fk.name: OuterRef(plan.parent_key.attname)}
             )
-            if plan.condition is not None:
-                child = child.filter(plan.condition)
-            aggregate = plan.rule.expression.__class__(plan.value.name if plan.value else "pk")
             expression: Expression = Subquery(
-                child.order_by().values(plan.fk.name).annotate(v=aggregate).values("v"),
+                child.order_by().values(plan.fk.name).annotate(v=child_aggregate(plan)).values("v"),
                 output_field=plan.target,
             )
         else:
