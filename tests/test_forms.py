@@ -91,6 +91,26 @@ def test_moving_a_child_recopies_and_a_direct_write_is_undone(store, outside):
     assert_exact(*ALL)
 
 
+def test_copy_of_a_rule_over_an_aggregate_follows_count_updates(store):
+    """Author.standing is a same-row rule over num_books, which only dbrules'
+    count updates write; Book.author_standing copies it. Those count updates
+    set nothing but aggregates, and the copy's cascade must still fire."""
+    bob = store["bob"]
+    assert list(Book.objects.filter(author=bob).values_list("author_standing", flat=True)) == ["new"]
+    Book.objects.create(author=bob, title="Second")
+    assert set(Book.objects.filter(author=bob).values_list("author_standing", flat=True)) == {"established"}
+    assert_exact(*ALL)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Book._meta.db_table} WHERE title = 'Second'")
+    assert list(Book.objects.filter(author=bob).values_list("author_standing", flat=True)) == ["new"]
+    Book.objects.filter(author=store["ann"]).update(author=bob)
+    assert set(Book.objects.values_list("author__name", "author_standing")) == {
+        ("Bob", "established")
+    }
+    assert Author.objects.get(pk=store["ann"].pk).standing == "new"
+    assert_exact(*ALL)
+
+
 def test_bulk_update_and_raw_sql_keep_copies(store):
     books = list(Book.objects.all())
     for b in books:

@@ -36,6 +36,7 @@ class Author(models.Model):
     last_published = models.DateField(null=True, blank=True)
     shortest_book = models.IntegerField(null=True, blank=True)
     priced_total = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    standing = models.CharField(max_length=20, default="")
 
     class Meta:
         rules = [
@@ -47,6 +48,12 @@ class Author(models.Model):
             dbrules.Derived("priced_total", Sum("books__price")),
             # Normalising a column from itself.
             dbrules.Derived("email", Lower("email")),
+            # A same-row rule over an aggregate, copied onto every book: it
+            # changes when only num_books is written.
+            dbrules.Derived(
+                "standing",
+                Case(When(num_books__gte=2, then=Value("established")), default=Value("new")),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -62,6 +69,7 @@ class Book(models.Model):
     published_on = models.DateField(null=True, blank=True)
     author_name = models.CharField(max_length=200, default="")
     publisher_country = models.CharField(max_length=2, null=True, blank=True)
+    author_standing = models.CharField(max_length=20, default="")
     title_key = models.CharField(max_length=200, default="")
     label = models.TextField(default="")
     size = models.CharField(max_length=5, default="")
@@ -73,6 +81,7 @@ class Book(models.Model):
         rules = [
             dbrules.Derived("author_name", F("author__name")),
             dbrules.Derived("publisher_country", F("author__publisher__country")),
+            dbrules.Derived("author_standing", F("author__standing")),
             dbrules.Derived("title_key", Lower("title")),
             dbrules.Derived("label", Concat("title", Value(" by "), "author_name")),
             dbrules.Derived(
