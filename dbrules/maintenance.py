@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from django.db import connections, models, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.db.models import Q
 
 from dbrules.analysis import AggregatePlan, Plan
@@ -84,10 +84,11 @@ def repair(
     """Set every drifted derived value of ``model`` (optionally only rows
     matching ``where``) to its live value, set-based. Returns values changed.
 
-    All rules of the model are recomputed in one statement (one pass over the
-    children, like a single GROUP BY; see ``_repair_source``). Runs in the
-    caller's transaction (or its own); the guard trigger lets the write
-    through because ``dbrules.repairing`` is set for the transaction.
+    The rows are locked first (``_lock_parents``), then all rules of the
+    model are recomputed in one pass over the children, like a single GROUP
+    BY (see ``_repair_source``), staged (``_stage_drifted``) and written.
+    Runs in the caller's transaction (or its own); the guard trigger lets the
+    write through because ``dbrules.repairing`` is set for the transaction.
     """
     plans = plans_of(model, fields)
     if not plans:
@@ -107,7 +108,11 @@ def repair(
             )
             return int(cursor.fetchone()[0])
         cursor.execute("SELECT set_config('dbrules.repairing', 'on', true)")
+        _lock_parents(cursor, model, using, where)
         assignments = ", ".join(f"{quote(plan.target.column)} = x.{v}" for plan, v in zip(plans, live))
+        staged = _stage_drifted(cursor, f"SELECT x.* FROM {source} WHERE {' OR '.join(differs)}", params)
+        if staged:
+            source, params = f"{staged} AS x", []
         cursor.execute(
             f"WITH changed AS (UPDATE {table(model)} AS t SET {assignments} FROM {source} "
             f"WHERE t.{pk} = x.pk AND ({' OR '.join(differs)}) RETURNING {changed_values} AS n) "
@@ -115,8 +120,47 @@ def repair(
             params,
         )
         changed = int(cursor.fetchone()[0])
+        if staged:
+            cursor.execute(f"DROP TABLE {staged}")
         cursor.execute("SELECT set_config('dbrules.repairing', 'off', true)")
     return changed
+
+
+def _lock_parents(cursor: Any, model: type[models.Model], using: str, where: Optional[Q]) -> None:
+    """Lock the rows to repair, in primary-key order as the triggers do,
+    before reading any child.
+
+    The live values are then computed by later statements, whose snapshots
+    (READ COMMITTED) include every writer that updated one of these parents
+    first; a writer still running waits for the lock and adds its delta to
+    the repaired value. Computing and writing in one statement instead would
+    overwrite a delta committed while that statement waited for the row.
+    """
+    parents = model._base_manager.using(using).order_by("pk")
+    if where is not None:
+        parents = parents.filter(where)
+    sql, params = parents.select_for_update(no_key=True).values("pk").query.sql_with_params()
+    cursor.execute(f"SELECT count(*) FROM ({sql}) AS locked", params)
+
+
+STAGING_TABLE = "pg_temp.dbrules_repair"
+
+
+def _stage_drifted(cursor: Any, select: str, params: list[Any]) -> Optional[str]:
+    """Compute the drifted rows into a temporary table first; return its name.
+
+    PostgreSQL never runs the query of an UPDATE in parallel, but it does
+    run the one of CREATE TABLE AS: on 1M children over 10k parents, grouping
+    there and updating from the result took 0.13 s against 0.16 s for one
+    UPDATE ... FROM (GROUP BY). A role without TEMP on the database gets the
+    single statement (None), in the same transaction.
+    """
+    try:
+        with transaction.atomic(using=cursor.db.alias):
+            cursor.execute(f"CREATE TEMPORARY TABLE {STAGING_TABLE} ON COMMIT DROP AS {select}", params)
+    except DatabaseError:
+        return None
+    return STAGING_TABLE
 
 
 def _repair_source(

@@ -9,15 +9,18 @@ and a filter on the parent rows.
 from __future__ import annotations
 
 import datetime
+import threading
+import time
 from decimal import Decimal
 
+import psycopg
 import pytest
 from django.db import connection
 from django.db.models import Q
 
 import dbrules
 from tests.bookstore.models import Author, Book, Loan, Publisher, Reader, Tag
-from tests.conftest import assert_exact, stored_and_live
+from tests.conftest import assert_exact, outside_conninfo, stored_and_live
 
 pytestmark = pytest.mark.django_db
 
@@ -83,6 +86,25 @@ def test_aggregate_repair_restores_every_value_including_empty_parents(store):
     assert_exact(Author, Publisher)
 
 
+def test_repair_without_a_staging_table_runs_as_one_statement(store):
+    """Repair stages the drifted rows in a temporary table (its query can run
+    in parallel there); when that table cannot be created -- here because
+    one already exists, as for a role without TEMP it would fail -- the same
+    repair runs as one UPDATE, in the same transaction."""
+    corrupt(Author, num_books=7, total_pages=7)
+    expected = wrong_values(Author, ["num_books", "total_pages"])
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE dbrules_repair (pk bigint)")
+        try:
+            assert dbrules.repair(Author, ["num_books", "total_pages"]) == expected
+            cursor.execute("SELECT count(*) FROM pg_temp.dbrules_repair")  # left as it was
+            assert cursor.fetchone()[0] == 0
+        finally:
+            cursor.execute("DROP TABLE pg_temp.dbrules_repair")
+    assert dbrules.repair(Author, ["num_books", "total_pages"]) == 0
+    assert_exact(Author, Publisher)
+
+
 def test_repair_with_a_filter_touches_only_the_matching_parents(store):
     corrupt(Author, num_books=42, total_pages=42)
     chosen = [a.pk for a in store[:3]]
@@ -110,3 +132,53 @@ def test_repair_mixing_aggregates_and_row_rules(store):
     wrong = wrong_values(Author)
     assert dbrules.repair(Author) == wrong
     assert_exact(Author, Publisher)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_repair_keeps_a_delta_committed_while_it_waited(outside):
+    """A writer holds a drifted parent's row lock (its trigger added +1) when
+    repair reaches that parent, then commits. Repair must count the writer's
+    book: it locks the parents before it reads any child, so its count is
+    taken after the writer committed. (Reading the children and writing the
+    parent in one statement would write the count from before the writer.)"""
+    ann = Author.objects.create(name="Ann")
+    Book.objects.bulk_create([Book(author=ann, title=f"t{i}") for i in range(2)])
+    outside.execute("SELECT set_config('dbrules.repairing', 'on', false)")
+    outside.execute(f"UPDATE {Author._meta.db_table} SET num_books = 99 WHERE id = %s", [ann.pk])
+    outside.execute("SELECT set_config('dbrules.repairing', 'off', false)")
+
+    with psycopg.connect(**outside_conninfo()) as writer:
+        writer.execute(
+            f"INSERT INTO {Book._meta.db_table} (author_id, title, pages, published, author_name, "
+            "author_standing, title_key, label, size, weight_grams, num_tags) "
+            "VALUES (%s, 'late', 1, false, '', '', '', '', '', 0, 0)",
+            [ann.pk],
+        )  # not committed: the trigger's update holds ann's row
+        outcome: dict[str, object] = {}
+
+        def run_repair() -> None:
+            try:
+                outcome["changed"] = dbrules.repair(Author, ["num_books"])
+            except Exception as error:  # reported by the assertion below
+                outcome["error"] = error
+            finally:
+                connection.close()
+
+        repair = threading.Thread(target=run_repair)
+        repair.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            waiting = outside.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            ).fetchone()[0]
+            if waiting:
+                break
+            time.sleep(0.02)
+        assert waiting, "repair never waited for the writer's row lock"
+        writer.commit()
+        repair.join(20)
+    assert "error" not in outcome, outcome
+    assert outcome["changed"] == 1
+    assert Author.objects.get(pk=ann.pk).num_books == 3
+    assert_exact(Author, Book)
