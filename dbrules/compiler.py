@@ -317,14 +317,15 @@ def _delta_columns(plan: AggregatePlan) -> list[str]:
     ]
 
 
-def _delta_changed(plan: AggregatePlan) -> str:
+def _delta_changed(plan: AggregatePlan, d: str = "d") -> str:
+    """True when the deltas row ``d`` changes ``plan``'s value."""
     name = plan.target.column
     if plan.function == "count" or (plan.function == "sum" and not plan.target.null):
-        return f"d.{quote(name)} <> 0"
+        return f"{d}.{quote(name)} <> 0"
     if plan.function == "sum":
-        return f"(d.{quote(name + '__removed')} <> 0 OR d.{quote(name + '__added')} <> 0)"
+        return f"({d}.{quote(name + '__removed')} <> 0 OR {d}.{quote(name + '__added')} <> 0)"
     return (
-        f"(d.{quote(name + '__added')} IS NOT NULL OR d.{quote(name + '__removed')} IS NOT NULL)"
+        f"({d}.{quote(name + '__added')} IS NOT NULL OR {d}.{quote(name + '__removed')} IS NOT NULL)"
     )
 
 
@@ -443,12 +444,13 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
         if deferred_by_rule(plans)
         else "coalesce(current_setting('dbrules.deferred', true), '') = 'on'"
     )
+    delta_columns = ",\n       ".join(c for p in plans for c in _delta_columns(p))
     for operation, suffix in (("insert", "ins"), ("update", "upd"), ("delete", "del")):
         deltas = render(
             "aggregate_deltas.sql",
             fk=_column(fk),
             signed_rows=SIGNED_ROWS[operation],
-            delta_columns=",\n       ".join(c for p in plans for c in _delta_columns(p)),
+            delta_columns=delta_columns,
         )
         lock_one = ""
         if rescans and operation != "insert":
@@ -456,7 +458,7 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             # first, so the UPDATE (a new statement) takes a fresh snapshot.
             lock_one = (
                 f"PERFORM 1 FROM {table(parent)} AS p "
-                f"WHERE p.{parent_key} = single.parent_key FOR NO KEY UPDATE;"
+                f"WHERE p.{parent_key} = single.dbrules_low FOR NO KEY UPDATE;"
             )
         func = render(
             "aggregate_delta.sql",
@@ -465,11 +467,17 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             pending_columns=", ".join(name for name, _ in pending_columns),
             deltas=deltas,
             any_change=any_change,
-            apply_all=render("apply_deltas.sql", deltas=deltas, **common),
+            apply_all=render(
+                "apply_deltas.sql", deltas=deltas, if_none_locked="IF NOT FOUND THEN\n    RETURN NULL;\nEND IF;", **common
+            ),
             lock_one=lock_one,
             parent_table=table(parent),
             parent_key=parent_key,
-            single_assignments=",\n           ".join(_delta_assignment(p, "single") for p in plans),
+            fk=_column(fk),
+            signed_rows=SIGNED_ROWS[operation],
+            delta_columns=delta_columns,
+            single_changed=" OR ".join(_delta_changed(p, "single") for p in plans),
+            single_assignments=",\n               ".join(_delta_assignment(p, "single") for p in plans),
         )
         trigger = RuleTrigger(
             name=trigger_name(*base, suffix),
@@ -477,7 +485,7 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             operation=OPERATIONS[operation],
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
-            declare=[("delta", "record"), ("single", "record"), ("touched", "integer")],
+            declare=[("single", "record")],
             func=func,
             comment=comment,
         )
@@ -509,6 +517,7 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
     connection = connections["default"]
     merged = render(
         "apply_deltas.sql",
+        if_none_locked="",  # the parked deltas are cleared after it in any case
         deltas=(
             "SELECT q.parent_key, "
             + ", ".join(_merge_column(p, c) for p in plans for c in _delta_columns(p))
