@@ -28,6 +28,12 @@ def add_ratios(results: dict[str, Any]) -> None:
         base = single["no rules"]
         for variant, figures in single.items():
             figures["ratios"] = {s: figures[s] / base[s] for s in base if s not in {"drift", "ratios", "failed"}}
+    statements = results.get("statements")
+    if statements:
+        base = statements["no rules"]
+        for variant, figures in statements.items():
+            # As throughput, comparable with pgbench's ratios and the target.
+            figures["ratios"] = {s: base[s] / figures[s] for s in base if s not in {"drift", "ratios"}}
     if "reads" in results:
         r = results["reads"]
         r["speedup"] = r["annotate"] / r["stored"]
@@ -45,7 +51,7 @@ def total_drift(results: dict[str, Any]) -> int:
     """Wrong values left by any maintaining variant (the no-rules reference
     maintains nothing, so its columns are expected to be stale)."""
     drift = 0
-    for section in ("bulk", "single"):
+    for section in ("bulk", "single", "statements"):
         drift += sum(v.get("drift", 0) for k, v in results.get(section, {}).items() if k != "no rules")
     for section in ("reads", "repair"):
         drift += results.get(section, {}).get("drift", 0)
@@ -102,6 +108,17 @@ def tables(results: dict[str, Any]) -> str:
         out += ["", f"Single-row writes, pgbench {s['clients']} clients x {s['seconds']}s "
                 f"(median of {s['repeat']}; target for dbrules >= {TARGETS['single']}x)",
                 _table(["script"] + variants, rows)]
+    statements = results.get("statements")
+    if statements:
+        variants = list(statements)
+        scripts = [s for s in statements["no rules"] if s not in {"drift", "ratios"}]
+        rows = [[f"one-row {s}"] + [f"{statements[v][s]:.1f} us {statements[v]['ratios'][s]:.2f}x" for v in variants]
+                for s in scripts]
+        rows.append(["drift after the run"] + [_drift(statements, v) for v in variants])
+        s = results["settings"]
+        out += ["", f"Single-row writes, server time per statement: {s['statements']:,} statements each "
+                f"committed in a PL/pgSQL loop (median of {s['repeat']}; ratio as throughput)",
+                _table(["statement"] + variants, rows)]
     if "reads" in results:
         r = results["reads"]
         out += ["", f"Reads: top-50 authors by number of books, {results['settings']['read_books']:,} books "

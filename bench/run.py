@@ -45,16 +45,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="signals (one save() per row) run on books/N rows; their figures are scaled by N")
     parser.add_argument("--seconds", type=int, default=10, help="duration of each pgbench run")
     parser.add_argument("--clients", type=int, default=4, help="pgbench clients")
+    parser.add_argument("--statements", type=int, default=10_000,
+                        help="one-row statements per server-side timing loop")
     parser.add_argument("--read-books", type=int, default=1_000_000, help="children for the read and repair figures")
     parser.add_argument("--read-authors", type=int, default=10_000)
     parser.add_argument("--scaling", default="10000,100000,1000000", help="row counts of the scaling figure")
-    parser.add_argument("--sections", default="bulk,single,reads,repair,scaling")
+    parser.add_argument("--sections", default="bulk,single,statements,reads,repair,scaling")
     parser.add_argument("--chart", type=Path, help="write a PNG chart of the ratios here")
     parser.add_argument("--output", type=Path, help="also write the JSON results here")
     args = parser.parse_args(argv)
     if args.smoke:
         args.repeat, args.books, args.authors, args.per_row_fraction = 1, 2_000, 50, 1
         args.seconds, args.read_books, args.read_authors, args.scaling = 1, 20_000, 200, "1000,5000"
+        args.statements = 200
     return args
 
 
@@ -181,6 +184,28 @@ def bench_single(args: argparse.Namespace, url: str, db: str, database: dict[str
     return summary
 
 
+def bench_statements(args: argparse.Namespace, url: str, db: str, progress: Progress) -> dict[str, Any]:
+    """The single-row scripts again, timed inside the server (workloads.statement_cost)."""
+    from bench.workloads import STATEMENTS
+
+    for variant in SINGLE_VARIANTS:
+        progress.step(f"statement loop setup {variant}")
+        worker(url, db, task="single_row_setup", variant=variant, n=args.books, parents=args.authors)
+    micros: dict[str, dict[str, list[float]]] = {v: {s: [] for s in STATEMENTS} for v in SINGLE_VARIANTS}
+    for attempt in range(args.repeat):
+        for script in STATEMENTS:
+            for variant in SINGLE_VARIANTS:
+                progress.step(f"statement loop {script} {variant}, run {attempt + 1}")
+                result = worker(url, db, task="statement_cost", variant=variant, script=script,
+                                n=args.statements, parents=args.authors, books=args.books, run=attempt)
+                micros[variant][script].append(result["us"])
+    summary: dict[str, Any] = {}
+    for variant in SINGLE_VARIANTS:
+        summary[variant] = {script: median(values) for script, values in micros[variant].items()}
+        summary[variant]["drift"] = worker(url, db, task="check_drift", variant=variant)["drift"]
+    return summary
+
+
 def scaling_cases(args: argparse.Namespace) -> list[tuple[int, int, tuple[str, ...]]]:
     """Rows grow at a fixed number of authors (rules vs. none); then the
     middle size is spread over more and more authors (rules only)."""
@@ -220,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = (
         ("bulk" in sections) * len(BULK_VARIANTS) * args.repeat
         + ("single" in sections) * (len(SINGLE_VARIANTS) * (1 + 3 * args.repeat))
+        + ("statements" in sections) * (len(SINGLE_VARIANTS) * (1 + 3 * args.repeat))
         + ("reads" in sections) + ("repair" in sections)
         + ("scaling" in sections) * sum(len(variants) for _, _, variants in scaling)
     )
@@ -233,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             results["bulk"] = bench_bulk(args, url, db, progress)
         if "single" in sections:
             results["single"] = bench_single(args, url, db, database, progress)
+        if "statements" in sections:
+            results["statements"] = bench_statements(args, url, db, progress)
         if "reads" in sections:
             progress.step(f"reads: top-50 over {args.read_books:,} books")
             results["reads"] = worker(url, db, task="reads", n=args.read_books, parents=args.read_authors,

@@ -159,6 +159,49 @@ def single_row_setup(variant: str, n: int, parents: int, seed: int = 1) -> dict[
     return {"author_table": author._meta.db_table, "book_table": book._meta.db_table}
 
 
+# One-row statements run and committed one by one inside the server: what a
+# write costs PostgreSQL itself, without client, network or pgbench noise.
+STATEMENT_LOOP = """
+CREATE OR REPLACE PROCEDURE pg_temp.dbrules_bench_loop(
+    statement text, n integer, parents integer, books integer, first bigint,
+    INOUT seconds double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+BEGIN
+    FOR i IN first..first + n - 1 LOOP
+        EXECUTE statement USING (i::bigint * 7919 % parents + 1)::integer, (i::bigint * 104729 % books + 1)::integer;
+        COMMIT;
+    END LOOP;
+    seconds := extract(epoch FROM clock_timestamp() - started);
+END $$
+"""
+STATEMENTS = {
+    "insert": "INSERT INTO {book} (author_id, title, pages, published, author_name) "
+              "VALUES ($1, 'loop', $2 % 500, true, '')",
+    "update": "UPDATE {book} SET pages = pages + 1, published = NOT published WHERE id = $2",
+    "move": "UPDATE {book} SET author_id = $1 WHERE id = $2",
+}
+
+
+def statement_cost(variant: str, script: str, n: int, parents: int, books: int, run: int) -> dict[str, Any]:
+    """Server time per one-row statement of ``script``, each committed on its
+    own (synchronous_commit off: the WAL flush is the same for every variant
+    and would only add noise). Each ``run`` draws other rows and parents: a
+    repeated move would otherwise move every book where it already is."""
+    _, book = VARIANTS[variant]
+    statement = STATEMENTS[script].format(book=book._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off")
+        cursor.execute(STATEMENT_LOOP)
+        cursor.execute(
+            "CALL pg_temp.dbrules_bench_loop(%s, %s, %s, %s, %s, NULL)", [statement, n, parents, books, 1 + run * n]
+        )
+        seconds = cursor.fetchone()[0]
+        cursor.execute("RESET synchronous_commit")
+    return {"us": seconds / n * 1e6}
+
+
 def check_drift(variant: str) -> dict[str, Any]:
     return {"drift": drift(variant)}
 
