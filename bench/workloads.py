@@ -56,12 +56,23 @@ def reset(variant: str, parents: int) -> None:
     vacuum(variant)
 
 
-def insert_books(book: Any, n: int, parents: int) -> None:
+def insert_books(book: Any, n: int, parents: int, skewed: bool = False) -> None:
     """One INSERT ... SELECT of ``n`` books spread over ``parents`` authors.
-    bigint arithmetic: ``g * 7919`` leaves the integer range past 271k rows."""
+
+    Evenly by default (every author gets n / parents books: the write
+    benchmarks touch every parent alike). ``skewed`` draws the author as the
+    product of two uniform draws, so a few authors have many books and most
+    have few, as in a real catalogue; a "top 50" over equal counts is all
+    ties, which no index can serve. bigint arithmetic: ``g * 7919`` leaves
+    the integer range past 271k rows."""
+    author = (
+        "1 + (%s * ((g * 7919) %% 10007) * ((g * 104729) %% 10009)) / (10007 * 10009)"
+        if skewed
+        else "1 + (g * 7919) %% %s"
+    )
     sql(
         f"INSERT INTO {book._meta.db_table} (author_id, title, pages, published, author_name) "
-        "SELECT 1 + (g * 7919) %% %s, 'b' || g, 1 + g %% %s, g %% 3 <> 0, '' "
+        f"SELECT {author}, 'b' || g, 1 + g %% %s, g %% 3 <> 0, '' "
         "FROM generate_series(1::bigint, %s) g",
         [parents, PAGES, n],
     )
@@ -213,7 +224,7 @@ def reads(n: int, parents: int, repeat: int) -> dict[str, Any]:
 
     author, book = VARIANTS["dbrules"]
     reset("dbrules", parents)
-    insert_books(book, n, parents)
+    insert_books(book, n, parents, skewed=True)
     vacuum("dbrules")
 
     def stored() -> list[int]:
