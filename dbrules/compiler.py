@@ -468,7 +468,10 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             deltas=deltas,
             any_change=any_change,
             apply_all=render(
-                "apply_deltas.sql", deltas=deltas, if_none_locked="IF NOT FOUND THEN\n    RETURN NULL;\nEND IF;", **common
+                "apply_deltas.sql",
+                deltas=deltas,
+                if_none_locked="IF NOT FOUND THEN\n    RETURN NULL;\nEND IF;",
+                **common,
             ),
             lock_one=lock_one,
             parent_table=table(parent),
@@ -730,7 +733,7 @@ def _row_triggers(model: type[models.Model], plans: list[Plan]) -> list[Compiled
         when=pgtrigger.Before,
         # UPDATE OF: statements that set none of the inputs (dbrules' own
         # count updates, most app updates) skip the trigger before PostgreSQL
-        # parses its WHEN, which it does once per statement.
+        # prepares its WHEN, which it does once per statement.
         operation=pgtrigger.UpdateOf(*inputs),
         level=pgtrigger.Row,
         condition=pgtrigger.Condition(changed),
@@ -748,11 +751,11 @@ def _cascade_update_of(
 ) -> pgtrigger.Operation:
     """The UPDATE operation of a copy's cascade trigger on ``source_model``.
 
-    Every column but the aggregates dbrules keeps on that table (``aggregated``,
-    less those a same-row rule there reads): an UPDATE
-    that sets only those (dbrules' own count updates, repair) cannot change
-    what is copied, and PostgreSQL then skips the trigger without parsing
-    its WHEN -- which it otherwise does for each such statement. Any other
+    Every column but the aggregates dbrules keeps on that table
+    (``aggregated``, less those a same-row rule there reads): an UPDATE that
+    sets only those (dbrules' own count updates, repair) cannot change what
+    is copied, and PostgreSQL then skips the trigger without preparing its
+    WHEN -- which it otherwise does for each such statement. Any other
     UPDATE fires it as before and the WHEN compares OLD and NEW, so a column
     changed by a BEFORE trigger (a same-row rule) is still seen.
     """
