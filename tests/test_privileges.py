@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from tests.bookstore.models import Author, Book, Publisher
+from tests.bookstore.models import Author, Book, Loan, Publisher, Reader
 from tests.conftest import assert_exact, outside_conninfo
 
 ROLE = "dbrules_book_writer"
@@ -232,5 +232,49 @@ def test_column_grants_let_a_program_rename_parents_but_not_write_derived_column
         assert_exact(Author, Book)
     finally:
         conn.close()
+        admin.execute(f"DROP OWNED BY {role}")
+        admin.execute(f"DROP ROLE {role}")
+
+
+def test_copy_trigger_without_pinned_search_path_cannot_be_redirected(admin):
+    """Loan's copy trigger runs as its owner without a pinned search_path
+    (the pin costs a configuration change per row). It names pg_catalog's
+    ``=`` itself, so an operator of the writer's own, first in the writer's
+    search_path, never runs with the owner's rights."""
+    role, loan = "dbrules_loan_writer", Loan._meta.db_table
+    [(database,)] = admin.execute("SELECT current_database()").fetchall()
+    conn = connect_as(
+        admin,
+        role,
+        [
+            f"GRANT USAGE ON SCHEMA public TO {role}",
+            f"GRANT SELECT, INSERT, UPDATE ON {loan} TO {role}",
+            f"GRANT USAGE ON SEQUENCE {loan}_id_seq TO {role}",
+            f'GRANT CREATE ON DATABASE "{database}" TO {role}',
+        ],
+    )
+    try:
+        book = Book.objects.create(author=Author.objects.create(name="Ann"), title="Dune")
+        reader = Reader.objects.create(name="Rea")
+        conn.execute("CREATE SCHEMA hostile")
+        conn.execute(
+            "CREATE FUNCTION hostile.eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql "
+            "AS $$ BEGIN RAISE EXCEPTION 'redirected, running as %', current_user; END $$"
+        )
+        conn.execute("CREATE OPERATOR hostile.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = hostile.eq)")
+        conn.execute("SET search_path = hostile, pg_catalog, public")
+        with pytest.raises(errors.RaiseException):  # it does shadow pg_catalog's = here
+            conn.execute("SELECT 1::bigint = 1::bigint")
+        conn.execute(
+            f"INSERT INTO public.{loan} (reader_id, book_id, returned, book_title) VALUES (%s, %s, false, 'forged')",
+            [reader.pk, book.pk],
+        )
+        conn.execute(f"UPDATE public.{loan} SET book_title = 'forged again'")
+        assert Loan.objects.get().book_title == "Dune"
+        assert Reader.objects.get().num_loans == 1
+        assert_exact(Reader, Loan)
+    finally:
+        conn.close()
+        admin.execute(f'REVOKE CREATE ON DATABASE "{database}" FROM {role}')
         admin.execute(f"DROP OWNED BY {role}")
         admin.execute(f"DROP ROLE {role}")
