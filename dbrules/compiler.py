@@ -21,6 +21,7 @@ from django.utils.deconstruct import deconstructible
 from pgtrigger import compiler as pgcompiler
 
 from dbrules.analysis import AggregatePlan, CopyPlan, Plan, RowPlan
+from dbrules.qualify import qualify
 from dbrules.sqlrender import (
     literal,
     quote,
@@ -99,7 +100,7 @@ class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
         values["constraint"] = "CONSTRAINT " if self.kwargs["deferrable"] else ""
         values["timing"] = "DEFERRABLE INITIALLY DEFERRED" if self.kwargs["deferrable"] else ""
         values["search_path"] = (
-            "-- no SET search_path: every name below is schema-qualified"
+            "-- no SET search_path: every table, operator and function below is qualified"
             if self.kwargs["qualified"]
             else "SET search_path = pg_catalog, pg_temp"
         )
@@ -140,7 +141,6 @@ class RuleTrigger(pgtrigger.Trigger):
         setup: str = "",
         teardown: str = "",
         deferrable: bool = False,
-        qualified: bool = False,
         **kwargs: Any,
     ) -> None:
         self.comment = comment
@@ -148,7 +148,13 @@ class RuleTrigger(pgtrigger.Trigger):
         self.setup = setup
         self.teardown = teardown
         self.deferrable = deferrable
-        self.qualified = qualified
+        # Named in pg_catalog throughout, the body needs no pinned
+        # search_path, which costs a configuration change per call
+        # (dbrules/qualify.py); otherwise it keeps the pin.
+        qualified = qualify(kwargs["func"])
+        self.qualified = qualified is not None
+        if qualified is not None:
+            kwargs["func"] = qualified
         super().__init__(**kwargs)
 
     def table_of(self, model: type[models.Model]) -> str:
@@ -638,20 +644,13 @@ def _fk_key(fk: models.ForeignKey) -> str:
     return quote(fk.target_field.column)
 
 
-# Key types whose equality operator is pg_catalog's own. A copy along such
-# keys is written with OPERATOR(pg_catalog.=), so its row trigger needs no
-# pinned search_path (see _qualifiable).
-_CATALOG_KEY_TYPES = frozenset({"smallint", "integer", "bigint", "uuid", "varchar", "text"})
-_CATALOG_EQ = "OPERATOR(pg_catalog.=)"
-
-
-def _path_joins(plan: CopyPlan, eq: str = "=") -> str:
+def _path_joins(plan: CopyPlan) -> str:
     """``t1 JOIN t2 ... tN`` along the FK path; ``tN`` holds the source column."""
     path = plan.path
     joins = [f"{table(path[0].related_model)} AS t1"]
     for i, fk in enumerate(path[1:], start=2):
         joins.append(
-            f"JOIN {table(fk.related_model)} AS t{i} ON t{i}.{_fk_key(fk)} {eq} t{i - 1}.{_column(fk)}"
+            f"JOIN {table(fk.related_model)} AS t{i} ON t{i}.{_fk_key(fk)} = t{i - 1}.{_column(fk)}"
         )
     return " ".join(joins)
 
@@ -668,7 +667,7 @@ def _lookup_sql(plan: CopyPlan, row: str) -> str:
     return lookup
 
 
-def _lookup_assignment(plan: CopyPlan, eq: str = "=") -> str:
+def _lookup_assignment(plan: CopyPlan) -> str:
     """``NEW.target := `` the copied value, as one ``SELECT ... INTO``.
 
     Same result as ``NEW.target := coalesce((SELECT ...), empty)``, but runs
@@ -678,7 +677,7 @@ def _lookup_assignment(plan: CopyPlan, eq: str = "=") -> str:
     path = plan.path
     target = f"NEW.{_column(plan.target)}"
     value = f"t{len(path)}.{_column(plan.source)}"
-    source = f"FROM {_path_joins(plan, eq)} WHERE t1.{_fk_key(path[0])} {eq} NEW.{_column(path[0])};"
+    source = f"FROM {_path_joins(plan)} WHERE t1.{_fk_key(path[0])} = NEW.{_column(path[0])};"
     if plan.empty_value is None:
         return f"SELECT {value} INTO {target} {source}"  # no row found sets NULL
     empty = literal(plan.empty_value)
@@ -686,35 +685,6 @@ def _lookup_assignment(plan: CopyPlan, eq: str = "=") -> str:
         f"SELECT coalesce({value}, {empty}) INTO {target} {source}\n"
         f"IF NOT FOUND THEN {target} := {empty}; END IF;"
     )
-
-
-def _catalog_key(field: models.Field) -> bool:
-    from django.db import connections
-
-    db_type = field.db_type(connections["default"]) or ""
-    return db_type.split("(", 1)[0].strip() in _CATALOG_KEY_TYPES
-
-
-def _qualifiable(plans: Iterable[Plan]) -> bool:
-    """Whether a row trigger for ``plans`` can name everything qualified.
-
-    A SECURITY DEFINER function must not resolve an operator, function or
-    type through its caller's search_path, which the caller controls; a
-    pinned ``SET search_path`` prevents that but costs a configuration change
-    per call -- per row, for a row trigger: 2.2 µs a row on a 100,000-row
-    insert, 6 µs on a one-row one. Copies alone need only ``=`` on their
-    keys, written ``OPERATOR(pg_catalog.=)``, and a plain literal for the
-    empty value. Expressions compiled by Django (Lower, Concat...) name
-    functions unqualified, so a model with those keeps the pin.
-    """
-    for plan in plans:
-        if not isinstance(plan, CopyPlan):
-            return False
-        if not all(_catalog_key(fk) and _catalog_key(fk.target_field) for fk in plan.path):
-            return False
-        if plan.empty_value is not None and "::" in literal(plan.empty_value):
-            return False
-    return True
 
 
 def _row_order(plans: list[Plan]) -> list[Plan]:
@@ -756,12 +726,10 @@ def _row_inputs(plans: Iterable[Plan]) -> dict[str, None]:
 
 def _row_triggers(model: type[models.Model], plans: list[Plan]) -> list[CompiledTrigger]:
     ordered = _row_order(plans)
-    qualified = _qualifiable(ordered)
-    eq = _CATALOG_EQ if qualified else "="
     assignments = []
     for plan in ordered:
         if isinstance(plan, CopyPlan):
-            assignments.append(_lookup_assignment(plan, eq))
+            assignments.append(_lookup_assignment(plan))
         else:
             value = render_expression(model, plan.rule.expression, "NEW")
             assignments.append(f"NEW.{_column(plan.target)} := {value};")
@@ -776,7 +744,6 @@ def _row_triggers(model: type[models.Model], plans: list[Plan]) -> list[Compiled
         level=pgtrigger.Row,
         func=func,
         comment=comment,
-        qualified=qualified,
     )
     update = RuleTrigger(
         name=trigger_name(model._meta.model_name, "row_upd"),
@@ -789,7 +756,6 @@ def _row_triggers(model: type[models.Model], plans: list[Plan]) -> list[Compiled
         condition=pgtrigger.Condition(changed),
         func=func,
         comment=comment,
-        qualified=qualified,
     )
     return [
         CompiledTrigger(model, insert, tuple(ordered)),

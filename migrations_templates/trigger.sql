@@ -2,10 +2,10 @@
 --! installs its own. The function runs as its owner (SECURITY DEFINER) with a
 --! pinned search_path, so a role that may only write the source table keeps
 --! derived columns right but cannot redirect the function to its own objects.
---! A body in which dbrules qualifies every table, operator and function itself
---! (copies along integer, uuid or text keys) needs no pin: it omits the SET,
---! which costs a configuration change on every call -- on every row, for a
---! row trigger.
+--! A body in which every operator, function and type is named in pg_catalog
+--! (dbrules/qualify.py) resolves exactly what the pin would, so it omits the
+--! SET, which costs a configuration change on every call -- on every row, for
+--! a row trigger.
 --! Unlike plain pgtrigger triggers there is no pgtrigger.ignore() escape:
 --! derived values are not optional. EXECUTE is revoked from PUBLIC: a trigger
 --! fires whatever the writer's rights, but nobody else may attach the function

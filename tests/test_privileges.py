@@ -278,3 +278,112 @@ def test_copy_trigger_without_pinned_search_path_cannot_be_redirected(admin):
         admin.execute(f'REVOKE CREATE ON DATABASE "{database}" FROM {role}')
         admin.execute(f"DROP OWNED BY {role}")
         admin.execute(f"DROP ROLE {role}")
+
+
+# Types of the bookstore's columns, for the shadowing test below.
+SHADOWED_TYPES = [
+    "smallint", "integer", "bigint", "numeric", "boolean", "text", "character varying", "date",
+]
+SHADOWED_OPERATORS = ["=", "<>", "<", ">", "<=", ">=", "+", "-", "*", "/", "||"]
+
+
+def shadow_pg_catalog(conn: psycopg.Connection) -> None:
+    """A schema ``hostile`` whose operators and functions mirror pg_catalog's
+    for the bookstore's types -- plus exact varchar matches, which win over
+    pg_catalog's text ones even when pg_catalog comes first -- and raise."""
+    conn.execute("CREATE SCHEMA hostile")
+    conn.execute(
+        "CREATE FUNCTION hostile.trap() RETURNS void LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'resolved through the caller''s search_path'; END $$"
+    )
+    pairs = conn.execute(
+        "SELECT o.oprname, format_type(o.oprleft, NULL), format_type(o.oprright, NULL), "
+        "       format_type(o.oprresult, NULL) "
+        "  FROM pg_operator o "
+        " WHERE o.oprnamespace = 'pg_catalog'::regnamespace AND o.oprname = ANY(%s) "
+        "   AND format_type(o.oprleft, NULL) = ANY(%s) AND format_type(o.oprright, NULL) = ANY(%s)",
+        [SHADOWED_OPERATORS, SHADOWED_TYPES, SHADOWED_TYPES],
+    ).fetchall()
+    varchar = "character varying"
+    pairs += [(op, varchar, varchar, "boolean") for op in ["=", "<>", "<", ">", "<=", ">="]]
+    pairs += [("||", varchar, varchar, "text")]
+    for n, (name, left, right, result) in enumerate(pairs):
+        conn.execute(
+            f"CREATE FUNCTION hostile.op{n}({left}, {right}) RETURNS {result} LANGUAGE plpgsql "
+            "AS $$ BEGIN PERFORM hostile.trap(); RETURN NULL; END $$"
+        )
+        conn.execute(f"CREATE OPERATOR hostile.{name} (LEFTARG = {left}, RIGHTARG = {right}, FUNCTION = hostile.op{n})")
+    functions = [
+        ("lower", "text", "text"), ("lower", varchar, "text"), ("upper", varchar, "text"),
+        ("current_setting", "text, boolean", "text"), ("txid_current", "", "bigint"),
+    ]
+    for name, args, result in functions:
+        conn.execute(
+            f"CREATE FUNCTION hostile.{name}({args}) RETURNS {result} LANGUAGE plpgsql "
+            "AS $$ BEGIN PERFORM hostile.trap(); RETURN NULL; END $$"
+        )
+    for kind in ["integer", "bigint", "numeric", "date"]:
+        conn.execute(
+            f"CREATE FUNCTION hostile.step(numeric, {kind}) RETURNS numeric LANGUAGE plpgsql "
+            "AS $$ BEGIN PERFORM hostile.trap(); RETURN NULL; END $$"
+        )
+        for aggregate in ["sum", "min", "max", "count"]:
+            conn.execute(f"CREATE AGGREGATE hostile.{aggregate}({kind}) (SFUNC = hostile.step, STYPE = numeric)")
+    conn.execute(
+        "CREATE FUNCTION hostile.step(numeric) RETURNS numeric LANGUAGE plpgsql "
+        "AS $$ BEGIN PERFORM hostile.trap(); RETURN NULL; END $$"
+    )
+    conn.execute("CREATE AGGREGATE hostile.count(*) (SFUNC = hostile.step, STYPE = numeric)")
+
+
+def test_functions_without_pinned_search_path_resolve_nothing_through_it(admin):
+    """Bodies written with every operator and function in pg_catalog run
+    without a pinned search_path (the pin costs a configuration change per
+    call). With a schema shadowing pg_catalog first on the caller's path,
+    every write path still runs only pg_catalog's objects: one lookup left
+    unqualified would raise here, and as a less privileged caller would run
+    the caller's code as the function's owner."""
+    eq = "OPERATOR(pg_catalog.=)"
+    book, author, publisher, loan = (m._meta.db_table for m in (Book, Author, Publisher, Loan))
+    tags = Book.tags.through._meta.db_table
+    pub = Publisher.objects.create(name="P")
+    ann = Author.objects.create(name="Ann", publisher=pub)
+    reader = Reader.objects.create(name="Rea")
+    tag = Book.tags.field.related_model.objects.create(name="sf")
+    try:
+        shadow_pg_catalog(admin)
+        admin.execute("SET search_path = hostile, pg_catalog, public")
+        with pytest.raises(errors.RaiseException):  # the shadows do win for the caller
+            admin.execute("SELECT 'a'::varchar = 'a'::varchar")
+        [(bob,)] = admin.execute(
+            f"INSERT INTO public.{author} (name, email, num_books, num_published, total_pages, standing) "
+            "VALUES ('Bob', 'BOB@X', 5, 5, 5, 'forged') RETURNING id"
+        ).fetchall()
+        admin.execute(f"UPDATE public.{author} SET publisher_id = %s, num_books = 9 WHERE id {eq} %s", [pub.pk, bob])
+        for pages, price in ((10, "9.50"), (300, "1.25"), (42, None)):
+            admin.execute(
+                f"INSERT INTO public.{book} ({COLUMNS}, published_on, price) "
+                "VALUES (%s, 'Title', %s, true, '', '', '', '', 0, 0, date '2024-01-01', %s)",
+                [ann.pk, pages, price],
+            )
+        ids = [r[0] for r in admin.execute(f"SELECT id FROM public.{book} ORDER BY id")]
+        admin.execute(f"UPDATE public.{book} SET pages = 7, published = false WHERE id {eq} %s", [ids[0]])
+        admin.execute(f"UPDATE public.{book} SET author_id = %s WHERE id {eq} %s", [bob, ids[1]])
+        admin.execute(f"INSERT INTO public.{tags} (book_id, tag_id) VALUES (%s, %s), (%s, %s)", [ids[0], tag.pk, ids[2], tag.pk])
+        admin.execute(f"DELETE FROM public.{tags} WHERE book_id {eq} %s", [ids[2]])
+        admin.execute(f"INSERT INTO public.{loan} (reader_id, book_id, returned, book_title) VALUES (%s, %s, false, 'x')", [reader.pk, ids[0]])
+        admin.execute(f"UPDATE public.{loan} SET returned = true")
+        admin.execute(f"UPDATE public.{author} SET name = 'Anne' WHERE id {eq} %s", [ann.pk])
+        with admin.transaction():  # deferred mode: parked deltas applied at commit
+            admin.execute("SELECT pg_catalog.set_config('dbrules.deferred', 'on', true)")
+            admin.execute(
+                f"INSERT INTO public.{book} ({COLUMNS}) VALUES (%s, 'Later', 5, true, '', '', '', '', 0, 0)", [bob]
+            )
+            admin.execute(f"DELETE FROM public.{book} WHERE id {eq} %s", [ids[2]])
+        admin.execute(f"DELETE FROM public.{publisher} WHERE id {eq} %s", [Publisher.objects.create(name="Q").pk])
+    finally:
+        admin.execute("RESET search_path")
+        admin.execute("DROP SCHEMA IF EXISTS hostile CASCADE")
+    assert Author.objects.get(pk=bob).num_books == 2
+    assert Book.objects.get(pk=ids[0]).title_key == "title"
+    assert_exact(Publisher, Author, Book, Reader, Loan, Book.tags.field.related_model)

@@ -1,0 +1,66 @@
+"""dbrules.qualify: bodies rewritten to resolve every name in pg_catalog, or
+refused (they keep the pinned search_path) when that cannot be done."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbrules.qualify import qualify
+
+Q = "OPERATOR(pg_catalog.{})".format
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ('WHERE t1."id" = NEW."a_id";', f'WHERE t1."id" {Q("=")} NEW."a_id";'),
+        ("x := sum(r.s * r.v);", f"x := pg_catalog.sum(r.s {Q('*')} r.v);"),
+        # The SET list's "=" assigns; the one in its WHERE compares.
+        (
+            'UPDATE "s"."t" AS p SET "a" = p."a" + d."a", "b" = 0 WHERE p."id" = d.k;',
+            f'UPDATE "s"."t" AS p SET "a" = p."a" {Q("+")} d."a", "b" = 0 WHERE p."id" {Q("=")} d.k;',
+        ),
+        ("p.id IN (SELECT d.k FROM dbrules_new AS d)", f"p.id {Q('=')} ANY (SELECT d.k FROM dbrules_new AS d)"),
+        ("SELECT -1 AS s, o.* FROM dbrules_old AS o", "SELECT -1 AS s, o.* FROM dbrules_old AS o"),
+        ("r.s = -1 AND count(*) > 0", f"r.s {Q('=')} -1 AND pg_catalog.count(*) {Q('>')} 0"),
+        ("x = '2024-01-01'::date", f"x {Q('=')} '2024-01-01'::pg_catalog.date"),
+        ("x::integer", "x::integer"),
+        ("coalesce(a, 'b''c') || LOWER(b)", f"coalesce(a, 'b''c') {Q('||')} pg_catalog.LOWER(b)"),
+        ("((a * 3) + 50)", f"((a {Q('*')} 3) {Q('+')} 50)"),
+        ("a != b", f"a {Q('<>')} b"),
+        ("CASE WHEN a >= 3 THEN 'x' ELSE 'y' END", f"CASE WHEN a {Q('>=')} 3 THEN 'x' ELSE 'y' END"),
+    ],
+)
+def test_qualifies(body, expected):
+    assert qualify(body) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "a IS DISTINCT FROM b",  # an implicit = with no qualified spelling
+        "a IS NOT DISTINCT FROM b",
+        "a LIKE 'x%'",
+        "a BETWEEN 1 AND 2",
+        "a NOT IN (SELECT b FROM dbrules_new)",
+        "a IN (1, 2)",
+        "CASE a WHEN 1 THEN 2 END",
+        "nullif(a, 0)",
+        "a = ANY(b)",
+        "a COLLATE \"C\"",
+        "x::regclass",
+        "a + b * c",  # OPERATOR() would regroup it as (a + b) * c
+        "a = b + c",
+        "a = b = c",
+        "- a",  # a prefix operator on an expression
+        "a ~ 'x'",  # an operator dbrules never writes
+        "SELECT 1 FROM t",  # a table left to the caller's path
+        "UPDATE t SET a = 1",
+        "INSERT INTO t VALUES (1)",
+        "a = $1",
+        "(a",
+        "a)",
+    ],
+)
+def test_refuses(body):
+    assert qualify(body) is None
