@@ -234,8 +234,17 @@ def reads(n: int, parents: int, repeat: int) -> dict[str, Any]:
         live = dbrules.annotate_live(author.objects.all(), "num_books")
         return list(live.order_by("-num_books_live", "pk").values_list("pk", flat=True)[:50])
 
-    assert stored() == fallback(), "stored and annotate() top-50 differ"
-    return {"stored": best_of(stored, repeat), "annotate": best_of(fallback, repeat), "drift": drift("dbrules")}
+    # The index the stored read needs. Only this section has it: on the
+    # write benchmarks it would make every parent update non-HOT (about 5 us
+    # a one-row statement), a cost of the read, not of keeping the count.
+    index = f"{author._meta.db_table}_num_books_read"
+    sql(f"CREATE INDEX {index} ON {author._meta.db_table} (num_books)")
+    try:
+        assert stored() == fallback(), "stored and annotate() top-50 differ"
+        results = {"stored": best_of(stored, repeat), "annotate": best_of(fallback, repeat)}
+    finally:
+        sql(f"DROP INDEX {index}")
+    return {**results, "drift": drift("dbrules")}
 
 
 def repair(n: int, parents: int, repeat: int) -> dict[str, Any]:

@@ -32,7 +32,7 @@ class PlainBook(models.Model):
 
 class RulesAuthor(models.Model):
     name = models.CharField(max_length=100)
-    num_books = models.IntegerField(default=0, db_index=True)  # for the top-50 read
+    num_books = models.IntegerField(default=0)  # indexed by the read benchmark only
     num_published = models.IntegerField(default=0)
     total_pages = models.BigIntegerField(default=0)
 
