@@ -9,8 +9,9 @@ computes its derived columns and a BEFORE UPDATE guard that keeps them.
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -334,16 +335,50 @@ def _delta_columns(plan: AggregatePlan) -> list[str]:
     ]
 
 
-def _delta_changed(plan: AggregatePlan, d: str = "d") -> str:
-    """True when the deltas row ``d`` changes ``plan``'s value."""
+Ref = Callable[[str], str]
+
+
+def _ref(d: "str | Ref") -> Ref:
+    """How a delta column is read: ``d.column`` of the record or alias ``d``,
+    or whatever expression a callable gives for the column name."""
+    if callable(d):
+        return d
+    return lambda name: f"{d}.{quote(name)}"
+
+
+def _is_constant(sql: str) -> bool:
+    """A delta a one-row side knows without reading its row: NULL or a number."""
+    return sql == "NULL" or sql.lstrip("-").isdigit()
+
+
+def _any(conditions: Iterable[str]) -> str:
+    """``a OR b ...``, with the constants TRUE and FALSE decided here."""
+    terms = [c for c in conditions if c != "FALSE"]
+    if "TRUE" in terms:
+        return "TRUE"
+    return " OR ".join(terms) or "FALSE"
+
+
+def _delta_changed(plan: AggregatePlan, d: "str | Ref" = "d") -> str:
+    """True when the deltas row ``d`` changes ``plan``'s value. Constant
+    deltas (a one-row side, ``_row_deltas``) are decided here."""
+    ref = _ref(d)
     name = plan.target.column
     if plan.function == "count" or (plan.function == "sum" and not plan.target.null):
-        return f"{d}.{quote(name)} <> 0"
-    if plan.function == "sum":
-        return f"({d}.{quote(name + '__removed')} <> 0 OR {d}.{quote(name + '__added')} <> 0)"
-    return (
-        f"({d}.{quote(name + '__added')} IS NOT NULL OR {d}.{quote(name + '__removed')} IS NOT NULL)"
-    )
+        tests = [(ref(name), "<> 0")]
+    elif plan.function == "sum":
+        tests = [(ref(name + "__removed"), "<> 0"), (ref(name + "__added"), "<> 0")]
+    else:
+        tests = [(ref(name + "__added"), "IS NOT NULL"), (ref(name + "__removed"), "IS NOT NULL")]
+    terms = []
+    for value, test in tests:
+        if not _is_constant(value):
+            terms.append(f"{value} {test}")
+        elif value not in {"NULL", "0"}:
+            return "TRUE"  # a constant nonzero delta
+    if not terms:
+        return "FALSE"
+    return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
 
 
 def _rescan_sql(plan: AggregatePlan) -> str:
@@ -354,34 +389,78 @@ def _rescan_sql(plan: AggregatePlan) -> str:
     )
 
 
-def _delta_assignment(plan: AggregatePlan, d: str = "d") -> str:
-    """``target = <new value>`` from the parent's deltas row ``d``."""
+def _delta_assignment(plan: AggregatePlan, d: "str | Ref" = "d") -> str:
+    """``target = <new value>`` from the parent's deltas row ``d``. Constant
+    deltas (a one-row side, ``_row_deltas``) drop the cases they rule out."""
+    ref = _ref(d)
     column = _column(plan.target)
     name = plan.target.column
     if plan.function == "count" or (plan.function == "sum" and not plan.target.null):
-        return f"{column} = p.{column} + {d}.{column}"
+        delta = ref(name)
+        return f"{column} = p.{column}" if delta == "0" else f"{column} = p.{column} + {delta}"
     if plan.function == "sum":
-        removed, added = quote(name + "__removed"), quote(name + "__added")
+        removed, added, delta = ref(name + "__removed"), ref(name + "__added"), ref(name)
+        add = f"coalesce(p.{column}, 0) + {delta}"
+        if removed == "0":  # rows were only added
+            return f"{column} = CASE WHEN {added} = 0 THEN p.{column} ELSE {add} END"
+        if added == "0":  # rows were only removed: the last value may have left
+            return f"{column} = CASE WHEN {removed} = 0 THEN p.{column} ELSE {_rescan_sql(plan)} END"
         # Untouched by this statement: keep (NULL stays NULL). Only additions:
         # add. A value left: it may have been the last one, so rescan.
         return (
-            f"{column} = CASE WHEN {d}.{removed} = 0 AND {d}.{added} = 0 THEN p.{column} "
-            f"WHEN {d}.{removed} = 0 THEN coalesce(p.{column}, 0) + {d}.{column} "
+            f"{column} = CASE WHEN {removed} = 0 AND {added} = 0 THEN p.{column} "
+            f"WHEN {removed} = 0 THEN {add} "
             f"ELSE {_rescan_sql(plan)} END"
         )
-    added, removed = quote(name + "__added"), quote(name + "__removed")
+    added, removed = ref(name + "__added"), ref(name + "__removed")
     # The extreme may have left when a removed value reaches it: rescan.
     # Otherwise the new extreme is the old one or the best added value
     # (GREATEST/LEAST ignore NULLs).
     left = ">=" if plan.function == "max" else "<="
     combine = "GREATEST" if plan.function == "max" else "LEAST"
+    if removed == "NULL":  # rows were only added
+        return f"{column} = {combine}(p.{column}, {added})"
+    kept = f"p.{column}" if added == "NULL" else f"{combine}(p.{column}, {added})"
     # A removal with no stored extreme happens when deferred mode merged
     # "added x" and "removed x" of one transaction: rescan then too.
     return (
-        f"{column} = CASE WHEN {d}.{removed} {left} p.{column} "
-        f"OR ({d}.{removed} IS NOT NULL AND p.{column} IS NULL) THEN {_rescan_sql(plan)} "
-        f"ELSE {combine}(p.{column}, {d}.{added}) END"
+        f"{column} = CASE WHEN {removed} {left} p.{column} "
+        f"OR ({removed} IS NOT NULL AND p.{column} IS NULL) THEN {_rescan_sql(plan)} "
+        f"ELSE {kept} END"
     )
+
+
+def _row_deltas(plan: AggregatePlan, alias: str, sign: int) -> dict[str, str]:
+    """The deltas one transition row ``alias`` (added: sign 1, removed: -1)
+    contributes, as expressions over that row, named like ``_delta_columns``.
+
+    A column the side cannot contribute to (an added row never removes an
+    extreme) is the constant it would aggregate to: NULL or 0."""
+    condition = _condition_sql(plan, alias)
+    name = plan.target.column
+    value = f"{alias}.{_column(plan.value)}" if plan.value is not None else None
+    tests = [t for t in (condition, f"{value} IS NOT NULL" if value else None) if t and t != "TRUE"]
+    counted = " AND ".join(f"({t})" if t == condition else t for t in tests)
+    ours, other = ("__added", "__removed") if sign == 1 else ("__removed", "__added")
+
+    def when(then: str, otherwise: str) -> str:
+        return f"CASE WHEN {counted} THEN {then} ELSE {otherwise} END" if counted else then
+
+    if plan.function == "count":
+        return {name: when(str(sign), "0")}
+    if plan.function == "sum":
+        if condition == "TRUE":
+            signed = f"coalesce({value}, 0)" if sign == 1 else f"0 - coalesce({value}, 0)"
+        else:
+            signed = when(value if sign == 1 else f"0 - {value}", "0")
+        deltas = {name: signed}
+        if plan.target.null:
+            deltas[name + ours] = when("1", "0")
+            deltas[name + other] = "0"
+        return deltas
+    # min/max: a NULL value is no extreme, as the aggregate would skip it
+    extreme = value if condition == "TRUE" else f"CASE WHEN ({condition}) THEN {value} END"
+    return {name + ours: str(extreme), name + other: "NULL"}
 
 
 SIGNED_ROWS = {
@@ -434,6 +513,102 @@ def deferred_by_rule(plans: Sequence[AggregatePlan]) -> bool:
     return any(p.rule.deferred for p in plans)
 
 
+# The one-row path reads the transition rows of each side under this alias.
+ROW_SIDES = {
+    "insert": [("new", "n", 1)],
+    "delete": [("old", "o", -1)],
+    "update": [("old", "o", -1), ("new", "n", 1)],
+}
+
+
+def _one_row_path(plans: list[AggregatePlan], operation: str, rescans: bool) -> dict[str, str]:
+    """The placeholders of aggregate_delta.sql for a statement that wrote one
+    row: the SELECT of that row's deltas into ``one``, and what applies them."""
+    first = plans[0]
+    parent_table, parent_key, fk = table(first.parent), _column(first.parent_key), _column(first.fk)
+    columns: list[str] = []
+    refs: dict[str, dict[str, str]] = {}
+    for side, alias, sign in ROW_SIDES[operation]:
+        columns.append(f"{alias}.{fk} AS dbrules_{side}_key")
+        refs[side] = {}
+        for plan in plans:
+            for name, expression in _row_deltas(plan, alias, sign).items():
+                if _is_constant(expression):  # known without reading the row
+                    refs[side][name] = expression
+                    continue
+                label = quote(f"{side}:{name}")
+                columns.append(f"{expression} AS {label}")
+                refs[side][name] = f"one.{label}"
+
+    def changed(ref: Ref) -> str:
+        return _any(_delta_changed(p, ref) for p in plans)
+
+    def assignments(ref: Ref, indent: int) -> str:
+        return (",\n" + " " * indent).join(_delta_assignment(p, ref) for p in plans)
+
+    def applies(key: str, ref: Ref) -> str:
+        test = changed(ref)
+        return f"one.{key} IS NOT NULL" + ("" if test == "TRUE" else f" AND ({test})")
+
+    def lock(key: str) -> str:
+        # A rescan must see every earlier writer of this parent: lock it
+        # first, so the UPDATE (a new statement) takes a fresh snapshot.
+        if not rescans or operation == "insert":
+            return ""
+        return f"PERFORM 1 FROM {parent_table} AS p WHERE p.{parent_key} = one.{key} FOR NO KEY UPDATE;"
+
+    values = {"parent_table": parent_table, "parent_key": parent_key}
+    if operation == "update":
+        old, new = refs["old"], refs["new"]
+
+        def same(name: str) -> str:
+            """The old and new row's deltas together: for one parent."""
+            a, b = old[name], new[name]
+            if _is_constant(a) and _is_constant(b):
+                if "NULL" in {a, b}:
+                    return b if a == "NULL" else a
+                return str(int(a) + int(b))
+            if a in {"0", "NULL"}:
+                return b
+            if b in {"0", "NULL"}:
+                return a
+            return f"({a} + {b})"
+
+        one_row = render(
+            "one_row_update.sql",
+            same_changed=changed(same),
+            lock_same=lock("dbrules_new_key"),
+            same_assignments=assignments(same, 15),
+            moved_changed=_any([changed(old.__getitem__), changed(new.__getitem__)]),
+            old_applies=applies("dbrules_old_key", old.__getitem__),
+            new_applies=applies("dbrules_new_key", new.__getitem__),
+            old_assignments=assignments(old.__getitem__, 15),
+            new_assignments=assignments(new.__getitem__, 15),
+            **values,
+        )
+    else:
+        [(side, _, _)] = ROW_SIDES[operation]
+        key = f"dbrules_{side}_key"
+        ref = refs[side].__getitem__
+        one_row = render(
+            "one_row_side.sql",
+            key=key,
+            applies=applies(key, ref),
+            lock=lock(key),
+            assignments=assignments(ref, 11),
+            **values,
+        )
+    one_row = "\n".join(line for line in one_row.splitlines() if line.strip())
+    return {
+        "row_columns": ",\n       ".join(columns),
+        "row_table": "dbrules_new" if operation == "insert" else "dbrules_old",
+        "row_from": {"insert": "dbrules_new AS n", "delete": "dbrules_old AS o"}.get(
+            operation, "dbrules_old AS o, dbrules_new AS n"
+        ),
+        "one_row": textwrap.indent(one_row, "    "),
+    }
+
+
 def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigger]:
     from django.db import connections
 
@@ -479,6 +654,7 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             )
         func = render(
             "aggregate_delta.sql",
+            **_one_row_path(plans, operation, rescans),
             deferred=deferred,
             pending_table=pending,
             pending_columns=", ".join(name for name, _ in pending_columns),
@@ -505,7 +681,7 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             operation=OPERATIONS[operation],
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
-            declare=[("single", "record")],
+            declare=[("one", "record"), ("single", "record")],
             func=func,
             comment=comment,
         )

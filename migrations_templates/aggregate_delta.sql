@@ -1,18 +1,22 @@
 --! Count/Sum/Min/Max rules over one relation: the statement trigger on the
 --! child table (AFTER INSERT / UPDATE / DELETE ... FOR EACH STATEMENT).
 --!
---! `deltas` groups the statement's transition rows per parent: rows it
---! removed count with sign -1, rows it added with +1. A first, ungrouped
---! pass finds the lowest and highest parent key with the same delta columns
---! over all rows. When both are the same parent -- the usual single-row
---! write -- those are its deltas, applied with a cached, indexed one-row
---! UPDATE: no grouping, no sort. A statement that touches several parents
---! locks them all in primary-key order first, so concurrent writers queue on
---! a hot parent instead of deadlocking, and updates them in one set-based
---! statement: bulk writes stay linear in the number of rows, and the
---! parents' own triggers (a chained rule on a grandparent) fire once, after
---! every parent lock is held -- updating the parents one statement at a time
---! would take a grandparent's lock between two parents' and break the order.
+--! A statement that wrote one row -- the usual single-row write -- reads that
+--! row (and, for an UPDATE, its old version) once and applies its deltas by
+--! key: no aggregate, no grouping (one_row_side.sql, one_row_update.sql).
+--!
+--! Otherwise `deltas` groups the statement's transition rows per parent:
+--! rows it removed count with sign -1, rows it added with +1. A first,
+--! ungrouped pass finds the lowest and highest parent key with the same
+--! delta columns over all rows. When both are the same parent, those are
+--! its deltas, applied with a cached, indexed one-row UPDATE. A statement
+--! that touches several parents locks them all in primary-key order first,
+--! so concurrent writers queue on a hot parent instead of deadlocking, and
+--! updates them in one set-based statement: bulk writes stay linear in the
+--! number of rows, and the parents' own triggers (a chained rule on a
+--! grandparent) fire once, after every parent lock is held -- updating the
+--! parents one statement at a time would take a grandparent's lock between
+--! two parents' and break the order.
 --! `n = n + delta` under the row lock never loses a concurrent writer's
 --! change the way a recount under READ COMMITTED can. In deferred mode (per
 --! rule, or per transaction with dbrules.deferred()) the deltas are parked in
@@ -22,6 +26,18 @@ IF {{deferred}} THEN
     SELECT txid_current(), d.*
       FROM ({{deltas}}) AS d
      WHERE {{any_change}};
+    RETURN NULL;
+END IF;
+SELECT {{row_columns}},
+       EXISTS (SELECT FROM {{row_table}} OFFSET 1) AS dbrules_more
+  INTO one
+  FROM {{row_from}}
+ LIMIT 1;
+IF NOT FOUND THEN
+    RETURN NULL;
+END IF;
+IF NOT one.dbrules_more THEN
+{{one_row}}
     RETURN NULL;
 END IF;
 SELECT min(r.{{fk}}) AS dbrules_low, max(r.{{fk}}) AS dbrules_high,
