@@ -271,12 +271,16 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
         parent: {p.target.column for p in group} - set(_row_inputs(row_plans.get(parent, [])))
         for parent, group in by_parent.items()
     }
+    deferred_parents = {
+        group[0].parent for group in aggregate_groups.values() if deferred_by_rule(group)
+    }
     for key in sorted(aggregate_groups):
         compiled.extend(_aggregate_group_triggers(aggregate_groups[key]))
     for parent in sorted(by_parent, key=lambda m: m._meta.label):
         compiled.extend(_parent_triggers(parent, by_parent[parent]))
     for model in sorted(row_plans, key=lambda m: m._meta.label):
         compiled.extend(_row_triggers(model, row_plans[model]))
+        compiled.extend(_copy_check_triggers(model, row_plans[model], deferred_parents))
         for plan in sorted(row_plans[model], key=lambda p: p.target.name):
             if isinstance(plan, CopyPlan):
                 compiled.extend(_copy_cascade_triggers(plan, aggregated))
@@ -937,6 +941,174 @@ def _row_triggers(model: type[models.Model], plans: list[Plan]) -> list[Compiled
         CompiledTrigger(model, insert, tuple(ordered)),
         CompiledTrigger(model, update, tuple(ordered)),
     ]
+
+
+def _same(a: str, b: str) -> str:
+    """``a`` equals ``b``, NULL equal to NULL (``IS NOT DISTINCT FROM``, which
+    has no pg_catalog-qualified spelling)."""
+    return f"({a} = {b} OR ({a} IS NULL AND {b} IS NULL))"
+
+
+def _copy_check_triggers(
+    model: type[models.Model], plans: list[Plan], deferred_parents: set[type[models.Model]]
+) -> list[CompiledTrigger]:
+    """After a statement that copied into ``model``'s rows: lock the copies'
+    sources in key order, hop by hop, and copy again where a change committed
+    meanwhile (migrations_templates/copy_check.sql).
+
+    Deferred mode promises that a transaction locks its parents only at
+    commit; the check would lock them at once. So it is skipped in a
+    deferred transaction, and not installed when a source is the parent of
+    rules deferred by declaration (docs/deferred.md)."""
+    copies = sorted((p for p in plans if isinstance(p, CopyPlan)), key=lambda p: p.target.name)
+    if not copies or any(fk.related_model in deferred_parents for p in copies for fk in p.path):
+        return []
+    pk = _column(model._meta.pk)
+    prefixes: dict[tuple[str, ...], tuple[models.ForeignKey, ...]] = {}
+    for plan in copies:
+        for hop in range(1, len(plan.path) + 1):
+            prefix = plan.path[:hop]
+            prefixes[tuple(fk.model._meta.label + "." + fk.name for fk in prefix)] = prefix
+    # Nearer tables first (a child's parents before their parents, as the
+    # count triggers and their chains lock them), then a stable order.
+    ordered = [prefixes[k] for k in sorted(prefixes, key=lambda k: (len(k), k))]
+    first_hops = list(dict.fromkeys(_column(plan.path[0]) for plan in copies))
+    rows = {
+        "insert": "SELECT * FROM dbrules_new",
+        "update": (
+            f"SELECT n.* FROM dbrules_new AS n JOIN dbrules_old AS o ON o.{pk} = n.{pk} WHERE "
+            + " OR ".join(f"NOT {_same(f'o.{c}', f'n.{c}')}" for c in first_hops)
+        ),
+    }
+    first_columns = list(dict.fromkeys(plan.path[0].column for plan in copies))
+    result = []
+    for operation, suffix in (("insert", "ins"), ("update", "upd")):
+        one_row = _copy_check_one_row(model, copies, ordered, operation)
+        locks = []
+        for prefix in ordered:
+            keys = f"SELECT n.{_column(prefix[0])} FROM ({rows[operation]}) AS n"
+            for previous, fk in zip(prefix, prefix[1:]):
+                keys = (
+                    f"SELECT t.{_column(fk)} FROM {table(previous.related_model)} AS t "
+                    f"WHERE t.{_fk_key(previous)} IN ({keys})"
+                )
+            last = prefix[-1]
+            locks.append(
+                f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} IN ({keys}) "
+                f"ORDER BY s.{_fk_key(last)} FOR NO KEY UPDATE;"
+            )
+        # The copied values as of now, joined hop by hop (a correlated lookup
+        # per row would cost a subquery per row and copy on bulk writes).
+        alias = {key: f"j{i}" for i, key in enumerate(sorted(prefixes, key=lambda k: (len(k), k)))}
+        joins = []
+        for key in sorted(prefixes, key=lambda k: (len(k), k)):
+            prefix = prefixes[key]
+            behind = "n" if len(prefix) == 1 else alias[key[:-1]]
+            joins.append(
+                f"LEFT JOIN {table(prefix[-1].related_model)} AS {alias[key]} "
+                f"ON {alias[key]}.{_fk_key(prefix[-1])} = {behind}.{_column(prefix[-1])}"
+            )
+
+        def source(plan: CopyPlan) -> str:
+            key = tuple(fk.model._meta.label + "." + fk.name for fk in plan.path)
+            value = f"{alias[key]}.{_column(plan.source)}"
+            return value if plan.empty_value is None else f"coalesce({value}, {literal(plan.empty_value)})"
+
+        compare = (
+            f"SELECT n.{pk} AS dbrules_pk, "
+            + ", ".join(
+                f"n.{_column(plan.target)} AS stored_{i}, {source(plan)} AS source_{i}"
+                for i, plan in enumerate(copies)
+            )
+            + f" FROM ({rows[operation]}) AS n "
+            + " ".join(joins)
+        )
+        # The transition row holds the copy as first written; a cascade in
+        # the same statement (a copied count-derived value) may have
+        # rewritten it since, so the current row decides what to rewrite.
+        still_stale = " OR ".join(
+            f"NOT {_same(f'c.{_column(plan.target)}', _lookup_sql(plan, 'c'))}" for plan in copies
+        )
+        row_columns = [f"n.{pk} AS dbrules_pk"]
+        row_columns += [f"n.{quote(c)}" for c in first_columns]
+        row_columns += [f"n.{_column(plan.target)}" for plan in copies]
+        if operation == "update":
+            row_columns += [f"o.{quote(c)} AS {quote('old:' + c)}" for c in first_columns]
+        func = render(
+            "copy_check.sql",
+            row_columns=",\n       ".join(row_columns),
+            row_table="dbrules_new",
+            row_from="dbrules_new AS n" if operation == "insert" else "dbrules_old AS o, dbrules_new AS n",
+            one_row=textwrap.indent(one_row, "    "),
+            locks="\n".join(locks),
+            compare=compare,
+            stale=" OR ".join(f"NOT {_same(f'x.stored_{i}', f'x.source_{i}')}" for i in range(len(copies))),
+            still_stale=still_stale,
+            child_table=table(model),
+            pk=pk,
+            assignments=",\n           ".join(
+                f"{_column(plan.target)} = {_lookup_sql(plan, 'c')}" for plan in copies
+            ),
+        )
+        trigger = RuleTrigger(
+            name=trigger_name(model._meta.model_name, "copycheck", suffix),
+            when=pgtrigger.After,
+            operation=OPERATIONS[operation],
+            level=pgtrigger.Statement,
+            referencing=REFERENCING[operation],
+            declare=[("one", "record")],
+            func=func,
+            comment=comment_for(copies),
+        )
+        result.append(CompiledTrigger(model, trigger, tuple(copies)))
+    return result
+
+
+def _copy_check_one_row(
+    model: type[models.Model],
+    copies: list[CopyPlan],
+    prefixes: list[tuple[models.ForeignKey, ...]],
+    operation: str,
+) -> str:
+    """copy_check.sql's one-row branch: the row is read into ``one`` (its
+    key, first hops and copies; for an UPDATE, the old first hops too)."""
+    unmoved = ""
+    if operation == "update":
+        # Copies follow their first hop; an UPDATE that keeps every first
+        # hop recopies nothing that a concurrent source change could miss
+        # (that change's cascade waits for this row's lock, then sees it).
+        kept = " AND ".join(
+            _same(f"one.{quote('old:' + c)}", f"one.{quote(c)}")
+            for c in dict.fromkeys(plan.path[0].column for plan in copies)
+        )
+        unmoved = f"IF {kept} THEN\n    RETURN NULL;\nEND IF;"
+    locks = []
+    for prefix in prefixes:
+        key = f"one.{_column(prefix[0])}"
+        for previous, fk in zip(prefix, prefix[1:]):
+            key = (
+                f"(SELECT t.{_column(fk)} FROM {table(previous.related_model)} AS t "
+                f"WHERE t.{_fk_key(previous)} = {key})"
+            )
+        last = prefix[-1]
+        locks.append(
+            f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} = {key} FOR NO KEY UPDATE;"
+        )
+    text = render(
+        "copy_check_one_row.sql",
+        unmoved=unmoved,
+        locks="\n".join(locks),
+        stale=" OR ".join(
+            f"NOT {_same(f'one.{_column(plan.target)}', _lookup_sql(plan, 'one'))}" for plan in copies
+        ),
+        child_table=table(model),
+        pk=_column(model._meta.pk),
+        assignments=",\n           ".join(f"{_column(plan.target)} = {_lookup_sql(plan, 'c')}" for plan in copies),
+        still_stale=" OR ".join(
+            f"NOT {_same(f'c.{_column(plan.target)}', _lookup_sql(plan, 'c'))}" for plan in copies
+        ),
+    )
+    return "\n".join(line for line in text.splitlines() if line.strip())
 
 
 def _cascade_update_of(

@@ -23,7 +23,7 @@ from django.db import connections
 from psycopg import errors
 
 import dbrules
-from tests.bookstore.models import Author, Book, Publisher, Reader, Tag
+from tests.bookstore.models import Author, Book, Loan, Publisher, Reader, Tag
 from tests.conftest import assert_exact, outside_conninfo
 
 SECONDS = float(os.environ.get("DBRULES_LOAD_SECONDS", "3"))
@@ -209,3 +209,61 @@ def test_deferred_context_manager_applies_at_commit():
         assert Author.objects.get(pk=ann.pk).num_books == 0  # not yet: applied at commit
     assert Author.objects.get(pk=ann.pk).num_books == 1
     assert_exact(*ALL)
+
+
+def _while_source_changes(change: str, params: list, write: str, write_params: list) -> None:
+    """Run ``write`` in one connection while ``change`` (a source of a copy,
+    changed first) is still uncommitted in another; then commit both."""
+    with psycopg.connect(**outside_conninfo()) as changer, psycopg.connect(
+        **outside_conninfo(), autocommit=True
+    ) as writer:
+        changer.execute(change, params)
+        errors_seen: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                writer.execute(write, write_params)
+            except BaseException as error:  # reported below
+                errors_seen.append(error)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(0.5)  # the writer has read the copy's source by now
+        changer.commit()
+        thread.join(timeout=30)
+        assert not thread.is_alive() and not errors_seen, errors_seen
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("write", ["insert", "move"])
+def test_copy_written_while_its_source_changes_follows_the_change(write):
+    """A copy is read when its row is written; a change of the source still
+    in flight then is invisible to it, and the change's cascade does not see
+    the new row either. dbrules locks the sources and checks the copies
+    again after the statement, in key order."""
+    publisher = Publisher.objects.create(name="P", country="FR")
+    ann = Author.objects.create(name="Ann", publisher=publisher)
+    bob = Author.objects.create(name="Bob")
+    book = Book.objects.create(author=bob, title="t")
+    if write == "insert":
+        sql, params = f"INSERT INTO {BOOK} ({COLUMNS}) VALUES (%s, 'x', 1, true, '', '', '', '', 0, 0)", [ann.pk]
+    else:
+        sql, params = f"UPDATE {BOOK} SET author_id = %s WHERE id = %s", [ann.pk, book.pk]
+    _while_source_changes(f"UPDATE {AUTHOR} SET name = 'Anne' WHERE id = %s", [ann.pk], sql, params)
+    assert set(Book.objects.filter(author=ann).values_list("author_name", flat=True)) == {"Anne"}
+    # Two hops: the publisher's country, copied through the author.
+    _while_source_changes(
+        f"UPDATE {Publisher._meta.db_table} SET country = 'DE' WHERE id = %s", [publisher.pk],
+        f"INSERT INTO {BOOK} ({COLUMNS}) VALUES (%s, 'y', 1, true, '', '', '', '', 0, 0)", [ann.pk],
+    )
+    assert set(Book.objects.filter(author=ann).values_list("publisher_country", flat=True)) == {"DE"}
+    # A source no count rule locks: Loan.book_title, from the book.
+    reader = Reader.objects.create(name="R")
+    loan = Loan._meta.db_table
+    _while_source_changes(
+        f"UPDATE {BOOK} SET title = 'Retitled' WHERE id = %s", [book.pk],
+        f"INSERT INTO {loan} (reader_id, book_id, returned, book_title) VALUES (%s, %s, false, '')",
+        [reader.pk, book.pk],
+    )
+    assert Loan.objects.get().book_title == "Retitled"
+    assert_exact(*ALL, Loan)

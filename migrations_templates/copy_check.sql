@@ -1,0 +1,35 @@
+--! Copies are read by a BEFORE row trigger, without a lock: a change of the
+--! source still in flight in another transaction is invisible to it, and
+--! that change's cascade cannot see this statement's rows either. So after
+--! the statement, the source rows of the rows it copied into are locked in
+--! key order, hop by hop (FOR NO KEY UPDATE, the mode dbrules' own count
+--! updates take: one writer of a hot parent at a time, no lock upgrades),
+--! and the copies are checked again: a change that committed meanwhile is
+--! now visible, and a later one waits for this transaction to end and then
+--! its cascade sees these rows. Almost always nothing differs and nothing
+--! is written. A deferred transaction locks parents only at commit, so it
+--! skips the check. A one-row statement (the usual single-row write)
+--! locks and compares its own row's sources by key.
+IF coalesce(current_setting('dbrules.deferred', true), '') = 'on' THEN
+    RETURN NULL;
+END IF;
+SELECT {{row_columns}},
+       EXISTS (SELECT FROM {{row_table}} OFFSET 1) AS dbrules_more
+  INTO one
+  FROM {{row_from}}
+ LIMIT 1;
+IF NOT FOUND THEN
+    RETURN NULL;
+END IF;
+IF NOT one.dbrules_more THEN
+{{one_row}}
+    RETURN NULL;
+END IF;
+{{locks}}
+IF EXISTS (SELECT FROM ({{compare}}) AS x WHERE {{stale}}) THEN
+    UPDATE {{child_table}} AS c
+       SET {{assignments}}
+     WHERE c.{{pk}} IN (SELECT x.dbrules_pk FROM ({{compare}}) AS x WHERE {{stale}})
+       AND ({{still_stale}});
+END IF;
+RETURN NULL;
