@@ -1056,7 +1056,7 @@ def _copy_check_triggers(
             operation=OPERATIONS[operation],
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
-            declare=[("one", "record")],
+            declare=[("one", "record")] + [(f"hop{k}", "record") for k in range(len(ordered))],
             func=func,
             comment=comment_for(copies),
         )
@@ -1082,8 +1082,11 @@ def _copy_check_one_row(
             for c in dict.fromkeys(plan.path[0].column for plan in copies)
         )
         unmoved = f"IF {kept} THEN\n    RETURN NULL;\nEND IF;"
-    locks = []
-    for prefix in prefixes:
+    # Lock each source row by key and read it in the same statement: after
+    # waiting for a change in flight, FOR NO KEY UPDATE returns its newest
+    # version. The copies ending at a hop compare with that hop's record.
+    locks, value = [], {}
+    for k, prefix in enumerate(prefixes):
         key = f"one.{_column(prefix[0])}"
         for previous, fk in zip(prefix, prefix[1:]):
             key = (
@@ -1091,15 +1094,23 @@ def _copy_check_one_row(
                 f"WHERE t.{_fk_key(previous)} = {key})"
             )
         last = prefix[-1]
+        ending = [plan for plan in copies if plan.path == prefix]
+        for plan in ending:
+            read = f"hop{k}.{_column(plan.source)}"
+            value[plan.target.name] = read if plan.empty_value is None else f"coalesce({read}, {literal(plan.empty_value)})"
+        columns = ", ".join(dict.fromkeys(f"s.{_column(plan.source)}" for plan in ending))
         locks.append(
-            f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} = {key} FOR NO KEY UPDATE;"
+            f"SELECT {columns} INTO hop{k} FROM {table(last.related_model)} AS s "
+            f"WHERE s.{_fk_key(last)} = {key} FOR NO KEY UPDATE;"
+            if ending
+            else f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} = {key} FOR NO KEY UPDATE;"
         )
     text = render(
         "copy_check_one_row.sql",
         unmoved=unmoved,
         locks="\n".join(locks),
         stale=" OR ".join(
-            f"NOT {_same(f'one.{_column(plan.target)}', _lookup_sql(plan, 'one'))}" for plan in copies
+            f"NOT {_same(f'one.{_column(plan.target)}', value[plan.target.name])}" for plan in copies
         ),
         child_table=table(model),
         pk=_column(model._meta.pk),
