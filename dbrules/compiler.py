@@ -1056,7 +1056,8 @@ def _copy_check_triggers(
             operation=OPERATIONS[operation],
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
-            declare=[("one", "record")] + [(f"hop{k}", "record") for k in range(len(ordered))],
+            declare=[("one", "record"), ("stale", "record")]
+            + [(f"hop{k}", "record") for k in range(len(ordered))],
             func=func,
             comment=comment_for(copies),
         )

@@ -235,7 +235,7 @@ def _while_source_changes(change: str, params: list, write: str, write_params: l
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("write", ["insert", "move"])
+@pytest.mark.parametrize("write", ["insert", "move", "insert two", "move two"])
 def test_copy_written_while_its_source_changes_follows_the_change(write):
     """A copy is read when its row is written; a change of the source still
     in flight then is invisible to it, and the change's cascade does not see
@@ -245,10 +245,21 @@ def test_copy_written_while_its_source_changes_follows_the_change(write):
     ann = Author.objects.create(name="Ann", publisher=publisher)
     bob = Author.objects.create(name="Bob")
     book = Book.objects.create(author=bob, title="t")
-    if write == "insert":
-        sql, params = f"INSERT INTO {BOOK} ({COLUMNS}) VALUES (%s, 'x', 1, true, '', '', '', '', 0, 0)", [ann.pk]
-    else:
-        sql, params = f"UPDATE {BOOK} SET author_id = %s WHERE id = %s", [ann.pk, book.pk]
+    other = Book.objects.create(author=bob, title="u")
+    # One row, or two (the set-based path): one for Ann, one for Bob.
+    sql, params = {
+        "insert": (f"INSERT INTO {BOOK} ({COLUMNS}) VALUES (%s, 'x', 1, true, '', '', '', '', 0, 0)", [ann.pk]),
+        "move": (f"UPDATE {BOOK} SET author_id = %s WHERE id = %s", [ann.pk, book.pk]),
+        "insert two": (
+            f"INSERT INTO {BOOK} ({COLUMNS}) VALUES (%s, 'x', 1, true, '', '', '', '', 0, 0), "
+            "(%s, 'z', 1, true, '', '', '', '', 0, 0)",
+            [ann.pk, bob.pk],
+        ),
+        "move two": (
+            f"UPDATE {BOOK} SET author_id = CASE WHEN id = %s THEN %s ELSE %s END WHERE id IN (%s, %s)",
+            [book.pk, ann.pk, Author.objects.create(name="Cy").pk, book.pk, other.pk],
+        ),
+    }[write]
     _while_source_changes(f"UPDATE {AUTHOR} SET name = 'Anne' WHERE id = %s", [ann.pk], sql, params)
     assert set(Book.objects.filter(author=ann).values_list("author_name", flat=True)) == {"Anne"}
     # Two hops: the publisher's country, copied through the author.
