@@ -604,12 +604,15 @@ def _one_row_path(plans: list[AggregatePlan], operation: str, rescans: bool) -> 
         )
     one_row = "\n".join(line for line in one_row.splitlines() if line.strip())
     return {
-        "row_columns": ",\n       ".join(columns),
-        "row_table": "dbrules_new" if operation == "insert" else "dbrules_old",
-        "row_from": {"insert": "dbrules_new AS n", "delete": "dbrules_old AS o"}.get(
-            operation, "dbrules_old AS o, dbrules_new AS n"
-        ),
-        "one_row": textwrap.indent(one_row, "    "),
+        "one_row_branch": render(
+            "one_row_branch.sql",
+            row_columns=",\n       ".join(columns),
+            row_table="dbrules_new" if operation == "insert" else "dbrules_old",
+            row_from={"insert": "dbrules_new AS n", "delete": "dbrules_old AS o"}.get(
+                operation, "dbrules_old AS o, dbrules_new AS n"
+            ),
+            one_row=textwrap.indent(one_row, "    "),
+        )
     }
 
 
@@ -986,12 +989,7 @@ def _copy_check_triggers(
         one_row = _copy_check_one_row(model, copies, ordered, operation)
         locks = []
         for prefix in ordered:
-            keys = f"SELECT n.{_column(prefix[0])} FROM ({rows[operation]}) AS n"
-            for previous, fk in zip(prefix, prefix[1:]):
-                keys = (
-                    f"SELECT t.{_column(fk)} FROM {table(previous.related_model)} AS t "
-                    f"WHERE t.{_fk_key(previous)} IN ({keys})"
-                )
+            keys = _path_keys(prefix, f"SELECT n.{_column(prefix[0])} FROM ({rows[operation]}) AS n", one=False)
             last = prefix[-1]
             locks.append(
                 f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} IN ({keys}) "
@@ -1036,10 +1034,13 @@ def _copy_check_triggers(
             row_columns += [f"o.{quote(c)} AS {quote('old:' + c)}" for c in first_columns]
         func = render(
             "copy_check.sql",
-            row_columns=",\n       ".join(row_columns),
-            row_table="dbrules_new",
-            row_from="dbrules_new AS n" if operation == "insert" else "dbrules_old AS o, dbrules_new AS n",
-            one_row=textwrap.indent(one_row, "    "),
+            one_row_branch=render(
+                "one_row_branch.sql",
+                row_columns=",\n       ".join(row_columns),
+                row_table="dbrules_new",
+                row_from="dbrules_new AS n" if operation == "insert" else "dbrules_old AS o, dbrules_new AS n",
+                one_row=textwrap.indent(one_row, "    "),
+            ),
             locks="\n".join(locks),
             compare=compare,
             stale=" OR ".join(f"NOT {_same(f'x.stored_{i}', f'x.source_{i}')}" for i in range(len(copies))),
@@ -1065,6 +1066,16 @@ def _copy_check_triggers(
     return result
 
 
+def _path_keys(prefix: tuple[models.ForeignKey, ...], start: str, one: bool) -> str:
+    """The key(s) of the rows of ``prefix``'s last table that ``start`` (the
+    first hop's column: one value, or a query of them) reaches, hop by hop."""
+    keys = start
+    for previous, fk in zip(prefix, prefix[1:]):
+        select = f"SELECT t.{_column(fk)} FROM {table(previous.related_model)} AS t WHERE t.{_fk_key(previous)}"
+        keys = f"({select} = {keys})" if one else f"{select} IN ({keys})"
+    return keys
+
+
 def _copy_check_one_row(
     model: type[models.Model],
     copies: list[CopyPlan],
@@ -1088,12 +1099,7 @@ def _copy_check_one_row(
     # version. The copies ending at a hop compare with that hop's record.
     locks, value = [], {}
     for k, prefix in enumerate(prefixes):
-        key = f"one.{_column(prefix[0])}"
-        for previous, fk in zip(prefix, prefix[1:]):
-            key = (
-                f"(SELECT t.{_column(fk)} FROM {table(previous.related_model)} AS t "
-                f"WHERE t.{_fk_key(previous)} = {key})"
-            )
+        key = _path_keys(prefix, f"one.{_column(prefix[0])}", one=True)
         last = prefix[-1]
         ending = [plan for plan in copies if plan.path == prefix]
         for plan in ending:

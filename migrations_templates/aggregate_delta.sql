@@ -28,18 +28,7 @@ IF {{deferred}} THEN
      WHERE {{any_change}};
     RETURN NULL;
 END IF;
-SELECT {{row_columns}},
-       EXISTS (SELECT FROM {{row_table}} OFFSET 1) AS dbrules_more
-  INTO one
-  FROM {{row_from}}
- LIMIT 1;
-IF NOT FOUND THEN
-    RETURN NULL;
-END IF;
-IF NOT one.dbrules_more THEN
-{{one_row}}
-    RETURN NULL;
-END IF;
+{{one_row_branch}}
 SELECT min(r.{{fk}}) AS dbrules_low, max(r.{{fk}}) AS dbrules_high,
        {{delta_columns}}
   INTO single

@@ -13,18 +13,7 @@
 IF coalesce(current_setting('dbrules.deferred', true), '') = 'on' THEN
     RETURN NULL;
 END IF;
-SELECT {{row_columns}},
-       EXISTS (SELECT FROM {{row_table}} OFFSET 1) AS dbrules_more
-  INTO one
-  FROM {{row_from}}
- LIMIT 1;
-IF NOT FOUND THEN
-    RETURN NULL;
-END IF;
-IF NOT one.dbrules_more THEN
-{{one_row}}
-    RETURN NULL;
-END IF;
+{{one_row_branch}}
 {{locks}}
 -- An aggregate, not EXISTS: planned for a first row, EXISTS joined the
 -- parents by nested loop (2 s for a 50,000-row move); this hash-joins once.
