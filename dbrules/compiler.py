@@ -374,15 +374,13 @@ def _delta_changed(plan: AggregatePlan, d: "str | Ref" = "d") -> str:
         tests = [(ref(name + "__removed"), "<> 0"), (ref(name + "__added"), "<> 0")]
     else:
         tests = [(ref(name + "__added"), "IS NOT NULL"), (ref(name + "__removed"), "IS NOT NULL")]
-    terms = []
-    for value, test in tests:
-        if not _is_constant(value):
-            terms.append(f"{value} {test}")
-        elif value not in {"NULL", "0"}:
-            return "TRUE"  # a constant nonzero delta
-    if not terms:
-        return "FALSE"
-    return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+    # A constant delta decides its test: NULL or 0 never changes the value.
+    terms = [
+        f"{value} {test}" if not _is_constant(value) else "FALSE" if value in {"NULL", "0"} else "TRUE"
+        for value, test in tests
+    ]
+    changed = _any(terms)
+    return f"({changed})" if " OR " in changed else changed
 
 
 def _rescan_sql(plan: AggregatePlan) -> str:
@@ -568,14 +566,12 @@ def _one_row_path(plans: list[AggregatePlan], operation: str, rescans: bool) -> 
         def same(name: str) -> str:
             """The old and new row's deltas together: for one parent."""
             a, b = old[name], new[name]
-            if _is_constant(a) and _is_constant(b):
-                if "NULL" in {a, b}:
-                    return b if a == "NULL" else a
-                return str(int(a) + int(b))
-            if a in {"0", "NULL"}:
+            if a in {"0", "NULL"}:  # a side that contributes nothing to it
                 return b
             if b in {"0", "NULL"}:
                 return a
+            if _is_constant(a) and _is_constant(b):
+                return str(int(a) + int(b))
             return f"({a} + {b})"
 
         one_row = render(
@@ -967,71 +963,71 @@ def _copy_check_triggers(
     if not copies or any(fk.related_model in deferred_parents for p in copies for fk in p.path):
         return []
     pk = _column(model._meta.pk)
-    prefixes: dict[tuple[str, ...], tuple[models.ForeignKey, ...]] = {}
-    for plan in copies:
-        for hop in range(1, len(plan.path) + 1):
-            prefix = plan.path[:hop]
-            prefixes[tuple(fk.model._meta.label + "." + fk.name for fk in prefix)] = prefix
-    # Nearer tables first (a child's parents before their parents, as the
-    # count triggers and their chains lock them), then a stable order.
-    ordered = [prefixes[k] for k in sorted(prefixes, key=lambda k: (len(k), k))]
-    first_hops = list(dict.fromkeys(_column(plan.path[0]) for plan in copies))
-    rows = {
-        "insert": "SELECT * FROM dbrules_new",
-        "update": (
-            f"SELECT n.* FROM dbrules_new AS n JOIN dbrules_old AS o ON o.{pk} = n.{pk} WHERE "
-            + " OR ".join(f"NOT {_same(f'o.{c}', f'n.{c}')}" for c in first_hops)
+    # Every ForeignKey path the copies read, and each of its prefixes: nearer
+    # tables first (a child's parents before theirs, as the count triggers
+    # and their chains lock them), then a stable order.
+    prefixes = sorted(
+        {plan.path[:hop] for plan in copies for hop in range(1, len(plan.path) + 1)},
+        key=lambda prefix: (len(prefix), [f"{fk.model._meta.label}.{fk.name}" for fk in prefix]),
+    )
+    first_columns = list(dict.fromkeys(plan.path[0].column for plan in copies))
+    # The copied values as of now, joined hop by hop (a correlated lookup
+    # per row would cost a subquery per row and copy on bulk writes).
+    alias = {prefix: f"j{i}" for i, prefix in enumerate(prefixes)}
+    joins = " ".join(
+        f"LEFT JOIN {table(prefix[-1].related_model)} AS {alias[prefix]} "
+        f"ON {alias[prefix]}.{_fk_key(prefix[-1])} = "
+        f"{'n' if len(prefix) == 1 else alias[prefix[:-1]]}.{_column(prefix[-1])}"
+        for prefix in prefixes
+    )
+
+    def source(plan: CopyPlan) -> str:
+        value = f"{alias[plan.path]}.{_column(plan.source)}"
+        return value if plan.empty_value is None else f"coalesce({value}, {literal(plan.empty_value)})"
+
+    compared = ", ".join(
+        f"n.{_column(plan.target)} AS stored_{i}, {source(plan)} AS source_{i}" for i, plan in enumerate(copies)
+    )
+    rewrite = {
+        "child_table": table(model),
+        "pk": pk,
+        "assignments": ",\n           ".join(f"{_column(p.target)} = {_lookup_sql(p, 'c')}" for p in copies),
+        # The transition row holds the copy as first written; a cascade in
+        # the same statement (a copied count-derived value) may have
+        # rewritten it since, so the current row decides what to rewrite.
+        "still_stale": " OR ".join(
+            f"NOT {_same(f'c.{_column(p.target)}', _lookup_sql(p, 'c'))}" for p in copies
         ),
     }
-    first_columns = list(dict.fromkeys(plan.path[0].column for plan in copies))
+    # An UPDATE recopies only the rows whose first hop changed: found once,
+    # by joining its old and new rows, then read by key.
+    moved = {
+        "insert": ("", "SELECT * FROM dbrules_new"),
+        "update": (
+            f"SELECT array_agg(n.{pk}) AS keys INTO moved "
+            f"FROM dbrules_new AS n JOIN dbrules_old AS o ON o.{pk} = n.{pk} WHERE "
+            + " OR ".join(f"NOT {_same(f'o.{quote(c)}', f'n.{quote(c)}')}" for c in first_columns)
+            + ";\nIF moved.keys IS NULL THEN\n    RETURN NULL;\nEND IF;",
+            f"SELECT * FROM dbrules_new AS n WHERE n.{pk} IN (SELECT unnest(moved.keys))",
+        ),
+    }
     result = []
     for operation, suffix in (("insert", "ins"), ("update", "upd")):
-        one_row = _copy_check_one_row(model, copies, ordered, operation)
+        find_moved, rows = moved[operation]
         locks = []
-        for prefix in ordered:
-            keys = _path_keys(prefix, f"SELECT n.{_column(prefix[0])} FROM ({rows[operation]}) AS n", one=False)
+        for prefix in prefixes:
+            keys = _path_keys(prefix, f"SELECT n.{_column(prefix[0])} FROM ({rows}) AS n", one=False)
             last = prefix[-1]
             locks.append(
                 f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} IN ({keys}) "
                 f"ORDER BY s.{_fk_key(last)} FOR NO KEY UPDATE;"
             )
-        # The copied values as of now, joined hop by hop (a correlated lookup
-        # per row would cost a subquery per row and copy on bulk writes).
-        alias = {key: f"j{i}" for i, key in enumerate(sorted(prefixes, key=lambda k: (len(k), k)))}
-        joins = []
-        for key in sorted(prefixes, key=lambda k: (len(k), k)):
-            prefix = prefixes[key]
-            behind = "n" if len(prefix) == 1 else alias[key[:-1]]
-            joins.append(
-                f"LEFT JOIN {table(prefix[-1].related_model)} AS {alias[key]} "
-                f"ON {alias[key]}.{_fk_key(prefix[-1])} = {behind}.{_column(prefix[-1])}"
-            )
-
-        def source(plan: CopyPlan) -> str:
-            key = tuple(fk.model._meta.label + "." + fk.name for fk in plan.path)
-            value = f"{alias[key]}.{_column(plan.source)}"
-            return value if plan.empty_value is None else f"coalesce({value}, {literal(plan.empty_value)})"
-
-        compare = (
-            f"SELECT n.{pk} AS dbrules_pk, "
-            + ", ".join(
-                f"n.{_column(plan.target)} AS stored_{i}, {source(plan)} AS source_{i}"
-                for i, plan in enumerate(copies)
-            )
-            + f" FROM ({rows[operation]}) AS n "
-            + " ".join(joins)
-        )
-        # The transition row holds the copy as first written; a cascade in
-        # the same statement (a copied count-derived value) may have
-        # rewritten it since, so the current row decides what to rewrite.
-        still_stale = " OR ".join(
-            f"NOT {_same(f'c.{_column(plan.target)}', _lookup_sql(plan, 'c'))}" for plan in copies
-        )
         row_columns = [f"n.{pk} AS dbrules_pk"]
         row_columns += [f"n.{quote(c)}" for c in first_columns]
         row_columns += [f"n.{_column(plan.target)}" for plan in copies]
         if operation == "update":
             row_columns += [f"o.{quote(c)} AS {quote('old:' + c)}" for c in first_columns]
+        one_row = _copy_check_one_row(copies, prefixes, first_columns, operation, rewrite)
         func = render(
             "copy_check.sql",
             one_row_branch=render(
@@ -1041,15 +1037,11 @@ def _copy_check_triggers(
                 row_from="dbrules_new AS n" if operation == "insert" else "dbrules_old AS o, dbrules_new AS n",
                 one_row=textwrap.indent(one_row, "    "),
             ),
+            moved=find_moved,
             locks="\n".join(locks),
-            compare=compare,
+            compare=f"SELECT n.{pk} AS dbrules_pk, {compared} FROM ({rows}) AS n {joins}",
             stale=" OR ".join(f"NOT {_same(f'x.stored_{i}', f'x.source_{i}')}" for i in range(len(copies))),
-            still_stale=still_stale,
-            child_table=table(model),
-            pk=pk,
-            assignments=",\n           ".join(
-                f"{_column(plan.target)} = {_lookup_sql(plan, 'c')}" for plan in copies
-            ),
+            **rewrite,
         )
         trigger = RuleTrigger(
             name=trigger_name(model._meta.model_name, "copycheck", suffix),
@@ -1057,8 +1049,8 @@ def _copy_check_triggers(
             operation=OPERATIONS[operation],
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
-            declare=[("one", "record"), ("stale", "record")]
-            + [(f"hop{k}", "record") for k in range(len(ordered))],
+            declare=[("one", "record"), ("moved", "record"), ("stale", "record")]
+            + [(f"hop{k}", "record") for k in range(len(prefixes))],
             func=func,
             comment=comment_for(copies),
         )
@@ -1077,10 +1069,11 @@ def _path_keys(prefix: tuple[models.ForeignKey, ...], start: str, one: bool) -> 
 
 
 def _copy_check_one_row(
-    model: type[models.Model],
     copies: list[CopyPlan],
     prefixes: list[tuple[models.ForeignKey, ...]],
+    first_columns: list[str],
     operation: str,
+    rewrite: dict[str, str],
 ) -> str:
     """copy_check.sql's one-row branch: the row is read into ``one`` (its
     key, first hops and copies; for an UPDATE, the old first hops too)."""
@@ -1089,10 +1082,7 @@ def _copy_check_one_row(
         # Copies follow their first hop; an UPDATE that keeps every first
         # hop recopies nothing that a concurrent source change could miss
         # (that change's cascade waits for this row's lock, then sees it).
-        kept = " AND ".join(
-            _same(f"one.{quote('old:' + c)}", f"one.{quote(c)}")
-            for c in dict.fromkeys(plan.path[0].column for plan in copies)
-        )
+        kept = " AND ".join(_same(f"one.{quote('old:' + c)}", f"one.{quote(c)}") for c in first_columns)
         unmoved = f"IF {kept} THEN\n    RETURN NULL;\nEND IF;"
     # Lock each source row by key and read it in the same statement: after
     # waiting for a change in flight, FOR NO KEY UPDATE returns its newest
@@ -1106,11 +1096,9 @@ def _copy_check_one_row(
             read = f"hop{k}.{_column(plan.source)}"
             value[plan.target.name] = read if plan.empty_value is None else f"coalesce({read}, {literal(plan.empty_value)})"
         columns = ", ".join(dict.fromkeys(f"s.{_column(plan.source)}" for plan in ending))
+        target = f"SELECT {columns} INTO hop{k}" if ending else "PERFORM 1"
         locks.append(
-            f"SELECT {columns} INTO hop{k} FROM {table(last.related_model)} AS s "
-            f"WHERE s.{_fk_key(last)} = {key} FOR NO KEY UPDATE;"
-            if ending
-            else f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} = {key} FOR NO KEY UPDATE;"
+            f"{target} FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} = {key} FOR NO KEY UPDATE;"
         )
     text = render(
         "copy_check_one_row.sql",
@@ -1119,12 +1107,7 @@ def _copy_check_one_row(
         stale=" OR ".join(
             f"NOT {_same(f'one.{_column(plan.target)}', value[plan.target.name])}" for plan in copies
         ),
-        child_table=table(model),
-        pk=_column(model._meta.pk),
-        assignments=",\n           ".join(f"{_column(plan.target)} = {_lookup_sql(plan, 'c')}" for plan in copies),
-        still_stale=" OR ".join(
-            f"NOT {_same(f'c.{_column(plan.target)}', _lookup_sql(plan, 'c'))}" for plan in copies
-        ),
+        **rewrite,
     )
     return "\n".join(line for line in text.splitlines() if line.strip())
 

@@ -14,6 +14,7 @@ IF coalesce(current_setting('dbrules.deferred', true), '') = 'on' THEN
     RETURN NULL;
 END IF;
 {{one_row_branch}}
+{{moved}}
 {{locks}}
 -- An aggregate, not EXISTS: planned for a first row, EXISTS joined the
 -- parents by nested loop (2 s for a 50,000-row move); this hash-joins once.
