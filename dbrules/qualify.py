@@ -34,6 +34,7 @@ _TOKEN = re.compile(
     | (?P<comment>--[^\n]*)
     | (?P<string>[Ee]?'(?:[^']|'')*')
     | (?P<quoted>"(?:[^"]|"")*")
+    | (?P<label><<[A-Za-z_][A-Za-z_0-9]*>>)
     | (?P<number>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
     | (?P<word>[A-Za-z_][A-Za-z_0-9]*)
     | (?P<assign>:=)
@@ -148,6 +149,12 @@ def qualify(body: str) -> Optional[str]:
                 assignment_next = True
             if value == ";":
                 set_clause[-1] = False
+            continue
+        if kind == "label":
+            # A PL/pgSQL block label names no operator, but only where a
+            # statement starts; "a <<b>> c" elsewhere would be two shifts.
+            if before[1].lower() not in {"", ";", "begin", "then", "else", "loop"}:
+                return None
             continue
         if kind == "op":
             if value == "*" and (before[1] in {".", "(", ","} or before[1].lower() == "select"):

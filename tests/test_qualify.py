@@ -29,6 +29,11 @@ Q = "OPERATOR(pg_catalog.{})".format
         ("((a * 3) + 50)", f"((a {Q('*')} 3) {Q('+')} 50)"),
         ("a != b", f"a {Q('<>')} b"),
         ("CASE WHEN a >= 3 THEN 'x' ELSE 'y' END", f"CASE WHEN a {Q('>=')} 3 THEN 'x' ELSE 'y' END"),
+        # A block label where a statement starts names nothing.
+        (
+            "x := 1;\n<<counts>>\nBEGIN\nIF x = 1 THEN\n    EXIT counts;\nEND IF;\nEND counts;",
+            f"x := 1;\n<<counts>>\nBEGIN\nIF x {Q('=')} 1 THEN\n    EXIT counts;\nEND IF;\nEND counts;",
+        ),
     ],
 )
 def test_qualifies(body, expected):
@@ -54,6 +59,7 @@ def test_qualifies(body, expected):
         "a = b = c",
         "- a",  # a prefix operator on an expression
         "a ~ 'x'",  # an operator dbrules never writes
+        "a <<b>> c",  # two shifts, not a label: no statement starts there
         "SELECT 1 FROM t",  # a table left to the caller's path
         "UPDATE t SET a = 1",
         "INSERT INTO t VALUES (1)",
