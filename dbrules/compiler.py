@@ -274,13 +274,22 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
     deferred_parents = {
         group[0].parent for group in aggregate_groups.values() if deferred_by_rule(group)
     }
+    checked = {model: checked_copies(row_plans[model], deferred_parents) for model in row_plans}
+    # A copy whose first hop is a relation some rules count over is checked
+    # by that count's statement trigger: one trigger, one read of the row,
+    # and the count's parent UPDATE is the copy's lock on its first hop.
+    folded: dict[tuple[Any, ...], list[CopyPlan]] = {}
+    for key, group in aggregate_groups.items():
+        if not deferred_by_rule(group):
+            folded[key] = [c for c in checked.get(group[0].child, []) if c.path[0] == group[0].fk]
+    carried = {id(c) for copies in folded.values() for c in copies}
     for key in sorted(aggregate_groups):
-        compiled.extend(_aggregate_group_triggers(aggregate_groups[key]))
+        compiled.extend(_aggregate_group_triggers(aggregate_groups[key], folded.get(key, [])))
     for parent in sorted(by_parent, key=lambda m: m._meta.label):
         compiled.extend(_parent_triggers(parent, by_parent[parent]))
     for model in sorted(row_plans, key=lambda m: m._meta.label):
         compiled.extend(_row_triggers(model, row_plans[model]))
-        compiled.extend(_copy_check_triggers(model, row_plans[model], deferred_parents))
+        compiled.extend(_copy_check_triggers(model, [c for c in checked[model] if id(c) not in carried]))
         for plan in sorted(row_plans[model], key=lambda p: p.target.name):
             if isinstance(plan, CopyPlan):
                 compiled.extend(_copy_cascade_triggers(plan, aggregated))
@@ -523,9 +532,13 @@ ROW_SIDES = {
 }
 
 
-def _one_row_path(plans: list[AggregatePlan], operation: str, rescans: bool) -> dict[str, str]:
+def _one_row_path(
+    plans: list[AggregatePlan], operation: str, rescans: bool, check: Optional[CopyCheck]
+) -> dict[str, str]:
     """The placeholders of aggregate_delta.sql for a statement that wrote one
-    row: the SELECT of that row's deltas into ``one``, and what applies them."""
+    row: the SELECT of that row's deltas into ``one``, and what applies them;
+    then a folded copy check's part (``check``), whose first hop is the
+    parent the row's new side updates."""
     first = plans[0]
     parent_table, parent_key, fk = table(first.parent), _column(first.parent_key), _column(first.fk)
     columns: list[str] = []
@@ -560,6 +573,10 @@ def _one_row_path(plans: list[AggregatePlan], operation: str, rescans: bool) -> 
         return f"PERFORM 1 FROM {parent_table} AS p WHERE p.{parent_key} = one.{key} FOR NO KEY UPDATE;"
 
     values = {"parent_table": parent_table, "parent_key": parent_key}
+    # The new side's parent UPDATE locks the copies' first hop and returns
+    # its newest version: the copy check need not lock and read it again.
+    returning = check.returning if check else ""
+    read = "dbrules_hop0 := true;" if check else ""
     if operation == "update":
         old, new = refs["old"], refs["new"]
 
@@ -584,6 +601,8 @@ def _one_row_path(plans: list[AggregatePlan], operation: str, rescans: bool) -> 
             new_applies=applies("dbrules_new_key", new.__getitem__),
             old_assignments=assignments(old.__getitem__, 15),
             new_assignments=assignments(new.__getitem__, 15),
+            new_returning=returning,
+            new_read=read,
             **values,
         )
     else:
@@ -596,8 +615,13 @@ def _one_row_path(plans: list[AggregatePlan], operation: str, rescans: bool) -> 
             applies=applies(key, ref),
             lock=lock(key),
             assignments=assignments(ref, 11),
+            returning=returning if side == "new" else "",
+            read=read if side == "new" else "",
             **values,
         )
+    if check:
+        columns += check.row_columns
+        one_row += "\n" + check.one_row
     one_row = "\n".join(line for line in one_row.splitlines() if line.strip())
     return {
         "one_row_branch": render(
@@ -612,13 +636,16 @@ def _one_row_path(plans: list[AggregatePlan], operation: str, rescans: bool) -> 
     }
 
 
-def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigger]:
+def _aggregate_group_triggers(plans: list[AggregatePlan], copies: list[CopyPlan]) -> list[CompiledTrigger]:
+    """The statement triggers of rules over one relation; ``copies``: the
+    child's copies whose first hop is that relation, whose check they run."""
     from django.db import connections
 
     first = plans[0]
     parent, child, fk = first.parent, first.child, first.fk
     parent_key = _column(first.parent_key)
     comment = comment_for(plans)
+    checked = comment_for([*plans, *copies])
     base = (parent._meta.model_name, first.relation)
     result: list[CompiledTrigger] = []
     pending_columns = [c for p in plans for c in _pending_columns(p)]
@@ -655,9 +682,11 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
                 f"PERFORM 1 FROM {table(parent)} AS p "
                 f"WHERE p.{parent_key} = single.dbrules_low FOR NO KEY UPDATE;"
             )
+        check = _copy_check(child, copies, operation, folded=True) if copies and operation != "delete" else None
         func = render(
             "aggregate_delta.sql",
-            **_one_row_path(plans, operation, rescans),
+            **_one_row_path(plans, operation, rescans, check),
+            copy_rows=check.rows if check else "",
             deferred=deferred,
             pending_table=pending,
             pending_columns=", ".join(name for name, _ in pending_columns),
@@ -666,7 +695,7 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             apply_all=render(
                 "apply_deltas.sql",
                 deltas=deltas,
-                if_none_locked="IF NOT FOUND THEN\n    RETURN NULL;\nEND IF;",
+                if_none_locked="IF NOT FOUND THEN\n    EXIT dbrules_counts;\nEND IF;",
                 **common,
             ),
             lock_one=lock_one,
@@ -684,11 +713,11 @@ def _aggregate_group_triggers(plans: list[AggregatePlan]) -> list[CompiledTrigge
             operation=OPERATIONS[operation],
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
-            declare=[("one", "record"), ("single", "record")],
+            declare=[("one", "record"), ("single", "record"), *(check.declare if check else [])],
             func=func,
-            comment=comment,
+            comment=checked if check else comment,
         )
-        result.append(CompiledTrigger(child, trigger, tuple(plans)))
+        result.append(CompiledTrigger(child, trigger, (*plans, *copies) if check else tuple(plans)))
     truncate = render(
         "aggregate_truncate.sql",
         parent_table=table(parent),
@@ -946,20 +975,43 @@ def _same(a: str, b: str) -> str:
     return f"({a} = {b} OR ({a} IS NULL AND {b} IS NULL))"
 
 
-def _copy_check_triggers(
-    model: type[models.Model], plans: list[Plan], deferred_parents: set[type[models.Model]]
-) -> list[CompiledTrigger]:
+def checked_copies(plans: list[Plan], deferred_parents: set[type[models.Model]]) -> list[CopyPlan]:
+    """The copies of one model that a copy check covers (copy_check.sql).
+
+    Deferred mode promises that a transaction locks its parents only at
+    commit; the check would lock them at once. So it is skipped in a
+    deferred transaction, and there is none when a source is the parent of
+    rules deferred by declaration (docs/deferred.md)."""
+    copies = sorted((p for p in plans if isinstance(p, CopyPlan)), key=lambda p: p.target.name)
+    if any(fk.related_model in deferred_parents for p in copies for fk in p.path):
+        return []
+    return copies
+
+
+@dataclass(frozen=True)
+class CopyCheck:
+    """The copy check of some copies for one operation, in the parts a
+    trigger function is built from: what the one-row branch reads into
+    ``one``, what it does with that row, and what a statement of several
+    rows does."""
+
+    row_columns: list[str]
+    one_row: str
+    rows: str
+    declare: list[tuple[str, str]]
+    # Folded into the statement trigger of a count over the copies' first
+    # hop: that trigger's one-row UPDATE of the parent reads hop 0 with this.
+    returning: str = ""
+
+
+def _copy_check(model: type[models.Model], copies: list[CopyPlan], operation: str, folded: bool) -> CopyCheck:
     """After a statement that copied into ``model``'s rows: lock the copies'
     sources in key order, hop by hop, and copy again where a change committed
     meanwhile (migrations_templates/copy_check.sql).
 
-    Deferred mode promises that a transaction locks its parents only at
-    commit; the check would lock them at once. So it is skipped in a
-    deferred transaction, and not installed when a source is the parent of
-    rules deferred by declaration (docs/deferred.md)."""
-    copies = sorted((p for p in plans if isinstance(p, CopyPlan)), key=lambda p: p.target.name)
-    if not copies or any(fk.related_model in deferred_parents for p in copies for fk in p.path):
-        return []
+    ``folded``: the copies share their first hop with a count's relation, and
+    the check runs in that count's statement trigger, whose one-row UPDATE of
+    the parent both locks it and returns its newest version (hop 0)."""
     pk = _column(model._meta.pk)
     # Every ForeignKey path the copies read, and each of its prefixes: nearer
     # tables first (a child's parents before theirs, as the count triggers
@@ -997,49 +1049,75 @@ def _copy_check_triggers(
             f"NOT {_same(f'c.{_column(p.target)}', _lookup_sql(p, 'c'))}" for p in copies
         ),
     }
-    # An UPDATE recopies only the rows whose first hop changed: found once,
-    # by joining its old and new rows, then read by key.
-    moved = {
-        "insert": ("", "SELECT * FROM dbrules_new"),
-        "update": (
+    rows = "SELECT * FROM dbrules_new"
+    if operation == "update":
+        # An UPDATE recopies only the rows whose first hop changed: found
+        # once, by joining its old and new rows, then read by key.
+        rows = f"SELECT * FROM dbrules_new AS n WHERE n.{pk} IN (SELECT unnest(moved.keys))"
+    locks = []
+    for prefix in prefixes:
+        keys = _path_keys(prefix, f"SELECT n.{_column(prefix[0])} FROM ({rows}) AS n", one=False)
+        last = prefix[-1]
+        locks.append(
+            f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} IN ({keys}) "
+            f"ORDER BY s.{_fk_key(last)} FOR NO KEY UPDATE;"
+        )
+    several = render(
+        "copy_check_rows.sql",
+        locks="\n".join(locks),
+        compare=f"SELECT n.{pk} AS dbrules_pk, {compared} FROM ({rows}) AS n {joins}",
+        stale=" OR ".join(f"NOT {_same(f'x.stored_{i}', f'x.source_{i}')}" for i in range(len(copies))),
+        **rewrite,
+    )
+    if operation == "update":
+        several = (
             f"SELECT array_agg(n.{pk}) AS keys INTO moved "
             f"FROM dbrules_new AS n JOIN dbrules_old AS o ON o.{pk} = n.{pk} WHERE "
             + " OR ".join(f"NOT {_same(f'o.{quote(c)}', f'n.{quote(c)}')}" for c in first_columns)
-            + ";\nIF moved.keys IS NULL THEN\n    RETURN NULL;\nEND IF;",
-            f"SELECT * FROM dbrules_new AS n WHERE n.{pk} IN (SELECT unnest(moved.keys))",
-        ),
-    }
+            + ";\nIF moved.keys IS NOT NULL THEN\n"
+            + textwrap.indent(several, "    ")
+            + "\nEND IF;"
+        )
+    row_columns = [f"n.{pk} AS dbrules_pk"]
+    row_columns += [f"n.{quote(c)}" for c in first_columns]
+    row_columns += [f"n.{_column(plan.target)}" for plan in copies]
+    if operation == "update":
+        row_columns += [f"o.{quote(c)} AS {quote('old:' + c)}" for c in first_columns]
+    declare = [("moved", "record"), ("stale", "record")] + [(f"hop{k}", "record") for k in range(len(prefixes))]
+    returning = ""
+    if folded:
+        declare.append(("dbrules_hop0", "boolean"))
+        read = [plan for plan in copies if plan.path == prefixes[0]]
+        if read:
+            columns = ", ".join(dict.fromkeys(f"p.{_column(plan.source)}" for plan in read))
+            returning = f"\n RETURNING {columns} INTO hop0"
+    return CopyCheck(
+        row_columns=row_columns,
+        one_row=_copy_check_one_row(copies, prefixes, first_columns, operation, rewrite, folded),
+        rows=several,
+        declare=declare,
+        returning=returning,
+    )
+
+
+def _copy_check_triggers(model: type[models.Model], copies: list[CopyPlan]) -> list[CompiledTrigger]:
+    """The copy check as statement triggers of its own, for copies no
+    count's statement trigger carries (``_copy_check``)."""
+    if not copies:
+        return []
     result = []
     for operation, suffix in (("insert", "ins"), ("update", "upd")):
-        find_moved, rows = moved[operation]
-        locks = []
-        for prefix in prefixes:
-            keys = _path_keys(prefix, f"SELECT n.{_column(prefix[0])} FROM ({rows}) AS n", one=False)
-            last = prefix[-1]
-            locks.append(
-                f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} IN ({keys}) "
-                f"ORDER BY s.{_fk_key(last)} FOR NO KEY UPDATE;"
-            )
-        row_columns = [f"n.{pk} AS dbrules_pk"]
-        row_columns += [f"n.{quote(c)}" for c in first_columns]
-        row_columns += [f"n.{_column(plan.target)}" for plan in copies]
-        if operation == "update":
-            row_columns += [f"o.{quote(c)} AS {quote('old:' + c)}" for c in first_columns]
-        one_row = _copy_check_one_row(copies, prefixes, first_columns, operation, rewrite)
+        check = _copy_check(model, copies, operation, folded=False)
         func = render(
             "copy_check.sql",
             one_row_branch=render(
                 "one_row_branch.sql",
-                row_columns=",\n       ".join(row_columns),
+                row_columns=",\n       ".join(check.row_columns),
                 row_table="dbrules_new",
                 row_from="dbrules_new AS n" if operation == "insert" else "dbrules_old AS o, dbrules_new AS n",
-                one_row=textwrap.indent(one_row, "    "),
+                one_row=textwrap.indent(check.one_row, "    "),
             ),
-            moved=find_moved,
-            locks="\n".join(locks),
-            compare=f"SELECT n.{pk} AS dbrules_pk, {compared} FROM ({rows}) AS n {joins}",
-            stale=" OR ".join(f"NOT {_same(f'x.stored_{i}', f'x.source_{i}')}" for i in range(len(copies))),
-            **rewrite,
+            rows=check.rows,
         )
         trigger = RuleTrigger(
             name=trigger_name(model._meta.model_name, "copycheck", suffix),
@@ -1047,8 +1125,7 @@ def _copy_check_triggers(
             operation=OPERATIONS[operation],
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
-            declare=[("one", "record"), ("moved", "record"), ("stale", "record")]
-            + [(f"hop{k}", "record") for k in range(len(prefixes))],
+            declare=[("one", "record"), *check.declare],
             func=func,
             comment=comment_for(copies),
         )
@@ -1072,9 +1149,12 @@ def _copy_check_one_row(
     first_columns: list[str],
     operation: str,
     rewrite: dict[str, str],
+    folded: bool,
 ) -> str:
     """copy_check.sql's one-row branch: the row is read into ``one`` (its
-    key, first hops and copies; for an UPDATE, the old first hops too)."""
+    key, first hops and copies; for an UPDATE, the old first hops too).
+    ``folded``: a count's one-row UPDATE of the first hop may have locked and
+    read it already (``dbrules_hop0``)."""
     unmoved = ""
     if operation == "update":
         # Copies follow their first hop; an UPDATE that keeps every first
@@ -1095,9 +1175,10 @@ def _copy_check_one_row(
             value[plan.target.name] = read if plan.empty_value is None else f"coalesce({read}, {literal(plan.empty_value)})"
         columns = ", ".join(dict.fromkeys(f"s.{_column(plan.source)}" for plan in ending))
         target = f"SELECT {columns} INTO hop{k}" if ending else "PERFORM 1"
-        locks.append(
-            f"{target} FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} = {key} FOR NO KEY UPDATE;"
-        )
+        lock = f"{target} FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} = {key} FOR NO KEY UPDATE;"
+        if folded and k == 0:
+            lock = f"IF dbrules_hop0 IS NULL THEN\n    {lock}\nEND IF;"
+        locks.append(lock)
     text = render(
         "copy_check_one_row.sql",
         unmoved=unmoved,

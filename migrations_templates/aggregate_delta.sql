@@ -17,6 +17,9 @@
 --! grandparent) fire once, after every parent lock is held -- updating the
 --! parents one statement at a time would take a grandparent's lock between
 --! two parents' and break the order.
+--! A copy whose first hop is this relation is checked here, after the
+--! parents are locked and updated (copy_check.sql; one trigger, one read of
+--! a one-row statement, whose parent UPDATE returns the copy's source).
 --! `n = n + delta` under the row lock never loses a concurrent writer's
 --! change the way a recount under READ COMMITTED can. In deferred mode (per
 --! rule, or per transaction with dbrules.deferred()) the deltas are parked in
@@ -29,13 +32,15 @@ IF {{deferred}} THEN
     RETURN NULL;
 END IF;
 {{one_row_branch}}
+<<dbrules_counts>>
+BEGIN
 SELECT min(r.{{fk}}) AS dbrules_low, max(r.{{fk}}) AS dbrules_high,
        {{delta_columns}}
   INTO single
   FROM ({{signed_rows}}) AS r
  WHERE r.{{fk}} IS NOT NULL;
 IF single.dbrules_low IS NULL THEN
-    RETURN NULL;
+    EXIT dbrules_counts;
 END IF;
 IF single.dbrules_low = single.dbrules_high THEN
     IF {{single_changed}} THEN
@@ -44,7 +49,9 @@ IF single.dbrules_low = single.dbrules_high THEN
            SET {{single_assignments}}
          WHERE p.{{parent_key}} = single.dbrules_low;
     END IF;
-    RETURN NULL;
+    EXIT dbrules_counts;
 END IF;
 {{apply_all}}
+END dbrules_counts;
+{{copy_rows}}
 RETURN NULL;

@@ -9,20 +9,13 @@
 --! its cascade sees these rows. Almost always nothing differs and nothing
 --! is written. A deferred transaction locks parents only at commit, so it
 --! skips the check. A one-row statement (the usual single-row write)
---! locks and compares its own row's sources by key.
+--! locks and compares its own row's sources by key. Copies whose first hop
+--! is a relation some rules count over are checked in that count's
+--! statement trigger instead (aggregate_delta.sql), whose one-row UPDATE of
+--! the parent locks it and returns what to compare (RETURNING ... INTO hop0).
 IF coalesce(current_setting('dbrules.deferred', true), '') = 'on' THEN
     RETURN NULL;
 END IF;
 {{one_row_branch}}
-{{moved}}
-{{locks}}
--- An aggregate, not EXISTS: planned for a first row, EXISTS joined the
--- parents by nested loop (2 s for a 50,000-row move); this hash-joins once.
-SELECT array_agg(x.dbrules_pk) AS keys INTO stale FROM ({{compare}}) AS x WHERE {{stale}};
-IF stale.keys IS NOT NULL THEN
-    UPDATE {{child_table}} AS c
-       SET {{assignments}}
-     WHERE c.{{pk}} IN (SELECT unnest(stale.keys))
-       AND ({{still_stale}});
-END IF;
+{{rows}}
 RETURN NULL;

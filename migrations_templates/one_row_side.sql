@@ -4,5 +4,6 @@ IF {{applies}} THEN
     {{lock}}
     UPDATE {{parent_table}} AS p
        SET {{assignments}}
-     WHERE p.{{parent_key}} = one.{{key}};
+     WHERE p.{{parent_key}} = one.{{key}}{{returning}};
+    {{read}}
 END IF;

@@ -23,6 +23,7 @@ ELSIF {{moved_changed}} THEN
     IF {{new_applies}} THEN
         UPDATE {{parent_table}} AS p
            SET {{new_assignments}}
-         WHERE p.{{parent_key}} = one.dbrules_new_key;
+         WHERE p.{{parent_key}} = one.dbrules_new_key{{new_returning}};
+        {{new_read}}
     END IF;
 END IF;
