@@ -682,7 +682,10 @@ def _aggregate_group_triggers(plans: list[AggregatePlan], copies: list[CopyPlan]
                 f"PERFORM 1 FROM {table(parent)} AS p "
                 f"WHERE p.{parent_key} = single.dbrules_low FOR NO KEY UPDATE;"
             )
-        check = _copy_check(child, copies, operation, folded=True) if copies and operation != "delete" else None
+        check = None
+        if copies and operation != "delete":
+            counted = any(p.function == "count" and p.value is None and p.condition is None for p in plans)
+            check = _copy_check(child, copies, operation, folded=True, counted=counted)
         func = render(
             "aggregate_delta.sql",
             **_one_row_path(plans, operation, rescans, check),
@@ -1004,14 +1007,18 @@ class CopyCheck:
     returning: str = ""
 
 
-def _copy_check(model: type[models.Model], copies: list[CopyPlan], operation: str, folded: bool) -> CopyCheck:
+def _copy_check(
+    model: type[models.Model], copies: list[CopyPlan], operation: str, folded: bool, counted: bool = False
+) -> CopyCheck:
     """After a statement that copied into ``model``'s rows: lock the copies'
     sources in key order, hop by hop, and copy again where a change committed
     meanwhile (migrations_templates/copy_check.sql).
 
     ``folded``: the copies share their first hop with a count's relation, and
     the check runs in that count's statement trigger, whose one-row UPDATE of
-    the parent both locks it and returns its newest version (hop 0)."""
+    the parent both locks it and returns its newest version (hop 0).
+    ``counted``: that trigger counts every row (an unfiltered Count), so
+    after an INSERT it has locked every first hop already."""
     pk = _column(model._meta.pk)
     # Every ForeignKey path the copies read, and each of its prefixes: nearer
     # tables first (a child's parents before theirs, as the count triggers
@@ -1052,11 +1059,17 @@ def _copy_check(model: type[models.Model], copies: list[CopyPlan], operation: st
     rows = "SELECT * FROM dbrules_new"
     if operation == "update":
         # An UPDATE recopies only the rows whose first hop changed: found
-        # once, by joining its old and new rows, then read by key.
+        # once, by joining its old and new rows, with the first hops they
+        # moved to, then read by key.
         rows = f"SELECT * FROM dbrules_new AS n WHERE n.{pk} IN (SELECT unnest(moved.keys))"
     locks = []
     for prefix in prefixes:
-        keys = _path_keys(prefix, f"SELECT n.{_column(prefix[0])} FROM ({rows}) AS n", one=False)
+        if counted and operation == "insert" and len(prefix) == 1:
+            continue  # the count has locked every parent of the new rows
+        start = f"SELECT n.{_column(prefix[0])} FROM ({rows}) AS n"
+        if operation == "update":
+            start = f"SELECT unnest(moved.{quote('to:' + prefix[0].column)})"
+        keys = _path_keys(prefix, start, one=False)
         last = prefix[-1]
         locks.append(
             f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{_fk_key(last)} IN ({keys}) "
@@ -1071,7 +1084,9 @@ def _copy_check(model: type[models.Model], copies: list[CopyPlan], operation: st
     )
     if operation == "update":
         several = (
-            f"SELECT array_agg(n.{pk}) AS keys INTO moved "
+            f"SELECT array_agg(n.{pk}) AS keys, "
+            + ", ".join(f"array_agg(n.{quote(c)}) AS {quote('to:' + c)}" for c in first_columns)
+            + " INTO moved "
             f"FROM dbrules_new AS n JOIN dbrules_old AS o ON o.{pk} = n.{pk} WHERE "
             + " OR ".join(f"NOT {_same(f'o.{quote(c)}', f'n.{quote(c)}')}" for c in first_columns)
             + ";\nIF moved.keys IS NOT NULL THEN\n"
