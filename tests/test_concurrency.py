@@ -23,7 +23,7 @@ from django.db import connections
 from psycopg import errors
 
 import dbrules
-from tests.bookstore.models import Author, Book, Loan, Publisher, Reader, Tag
+from tests.bookstore.models import Author, Book, Loan, Publisher, Reader, Shelf, ShelfItem, Tag
 from tests.conftest import assert_exact, outside_conninfo
 
 SECONDS = float(os.environ.get("DBRULES_LOAD_SECONDS", "3"))
@@ -278,3 +278,22 @@ def test_copy_written_while_its_source_changes_follows_the_change(write):
     )
     assert Loan.objects.get().book_title == "Retitled"
     assert_exact(*ALL, Loan)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_copy_swapped_onto_a_source_no_count_locks_follows_its_change():
+    """Two items trade shelves in one statement: each shelf loses one and
+    gains one, so the count trigger neither changes nor locks either shelf.
+    The item arriving on the renamed shelf copied its old name; the one
+    leaving it waits for the rename's cascade, and the copy check after
+    the statement finds the arriving copy stale and rewrites it."""
+    first, second = Shelf.objects.create(name="First"), Shelf.objects.create(name="Second")
+    item, other = ShelfItem.objects.create(shelf=first), ShelfItem.objects.create(shelf=second)
+    table = ShelfItem._meta.db_table
+    _while_source_changes(
+        f"UPDATE {Shelf._meta.db_table} SET name = 'Renamed' WHERE id = %s", [second.pk],
+        f"UPDATE {table} SET shelf_id = CASE WHEN shelf_id = %s THEN %s ELSE %s END WHERE id IN (%s, %s)",
+        [first.pk, second.pk, first.pk, item.pk, other.pk],
+    )
+    assert ShelfItem.objects.get(pk=item.pk).shelf_name == "Renamed"
+    assert_exact(Shelf, ShelfItem)

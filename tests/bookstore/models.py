@@ -130,3 +130,23 @@ class Loan(models.Model):
 
     class Meta:
         rules = [dbrules.Derived("book_title", F("book__title"))]
+
+
+class Shelf(models.Model):
+    """Counted only (no sum that can be empty, no min or max): a statement
+    that moves one item off a shelf and another onto it changes nothing
+    here, so no count locks the shelf."""
+
+    name = models.CharField(max_length=100)
+    num_items = models.IntegerField(default=0)
+
+    class Meta:
+        rules = [dbrules.Derived("num_items", Count("items"))]
+
+
+class ShelfItem(models.Model):
+    shelf = models.ForeignKey(Shelf, related_name="items", on_delete=models.CASCADE)
+    shelf_name = models.CharField(max_length=100, default="")
+
+    class Meta:
+        rules = [dbrules.Derived("shelf_name", F("shelf__name"))]
