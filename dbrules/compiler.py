@@ -283,8 +283,10 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
         if not deferred_by_rule(group):
             folded[key] = [c for c in checked.get(group[0].child, []) if c.path[0] == group[0].fk]
     carried = {id(c) for copies in folded.values() for c in copies}
+    reacting = _reacting_parents(plans, aggregate_groups, aggregated)
     for key in sorted(aggregate_groups):
-        compiled.extend(_aggregate_group_triggers(aggregate_groups[key], folded.get(key, [])))
+        group = aggregate_groups[key]
+        compiled.extend(_aggregate_group_triggers(group, folded.get(key, []), group[0].parent in reacting))
     for parent in sorted(by_parent, key=lambda m: m._meta.label):
         compiled.extend(_parent_triggers(parent, by_parent[parent]))
     for model in sorted(row_plans, key=lambda m: m._meta.label):
@@ -294,6 +296,30 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
             if isinstance(plan, CopyPlan):
                 compiled.extend(_copy_cascade_triggers(plan, aggregated))
     return compiled
+
+
+def _reacting_parents(
+    plans: Sequence[Plan],
+    aggregate_groups: dict[tuple[Any, ...], list[AggregatePlan]],
+    aggregated: dict[type[models.Model], set[str]],
+) -> set[type[models.Model]]:
+    """Parents whose count UPDATE makes dbrules lock further rows: a chained
+    rule's grandparent, or the rows a copy of a derived column is copied to."""
+    reacting = {group[0].child for group in aggregate_groups.values()}
+    targets: dict[type[models.Model], set[str]] = defaultdict(set)
+    for group in aggregate_groups.values():
+        targets[group[0].parent] |= {p.target.column for p in group}
+    for plan in plans:
+        if not isinstance(plan, CopyPlan):
+            continue
+        for hop, fk in enumerate(plan.path):
+            source = fk.related_model
+            relevant = plan.path[hop + 1].column if hop + 1 < len(plan.path) else plan.source.column
+            # The cascade's UPDATE OF skips these (_cascade_update_of).
+            skipped = aggregated.get(source, set()) - {relevant}
+            if targets.get(source, set()) - skipped:
+                reacting.add(source)
+    return reacting
 
 
 # -- aggregates over a reverse ForeignKey -------------------------------------
@@ -533,12 +559,13 @@ ROW_SIDES = {
 
 
 def _one_row_path(
-    plans: list[AggregatePlan], operation: str, rescans: bool, check: Optional[CopyCheck]
+    plans: list[AggregatePlan], operation: str, rescans: bool, check: Optional[CopyCheck], reacting: bool
 ) -> dict[str, str]:
     """The placeholders of aggregate_delta.sql for a statement that wrote one
     row: the SELECT of that row's deltas into ``one``, and what applies them;
     then a folded copy check's part (``check``), whose first hop is the
-    parent the row's new side updates."""
+    parent the row's new side updates. ``reacting``: updating the parent
+    locks further rows (``_reacting_parents``)."""
     first = plans[0]
     parent_table, parent_key, fk = table(first.parent), _column(first.parent_key), _column(first.fk)
     columns: list[str] = []
@@ -591,18 +618,28 @@ def _one_row_path(
                 return str(int(a) + int(b))
             return f"({a} + {b})"
 
+        sides = {
+            "old_applies": applies("dbrules_old_key", old.__getitem__),
+            "new_applies": applies("dbrules_new_key", new.__getitem__),
+            "old_assignments": assignments(old.__getitem__, 11),
+            "new_assignments": assignments(new.__getitem__, 11),
+            "new_returning": returning,
+            "new_read": read,
+            **values,
+        }
+        # Both parents in key order. Updating a parent that locks nothing
+        # further takes its lock: the smaller key's UPDATE goes first. One
+        # that does (a chain, a copied derived column), or whose update
+        # rescans, is locked with the other first, in one statement.
+        ordered = not (reacting or rescans)
+        moved = render("one_row_move_ordered.sql" if ordered else "one_row_move_locked.sql", **sides)
         one_row = render(
             "one_row_update.sql",
             same_changed=changed(same),
             lock_same=lock("dbrules_new_key"),
             same_assignments=assignments(same, 15),
             moved_changed=_any([changed(old.__getitem__), changed(new.__getitem__)]),
-            old_applies=applies("dbrules_old_key", old.__getitem__),
-            new_applies=applies("dbrules_new_key", new.__getitem__),
-            old_assignments=assignments(old.__getitem__, 15),
-            new_assignments=assignments(new.__getitem__, 15),
-            new_returning=returning,
-            new_read=read,
+            moved=textwrap.indent(moved, "    "),
             **values,
         )
     else:
@@ -636,9 +673,12 @@ def _one_row_path(
     }
 
 
-def _aggregate_group_triggers(plans: list[AggregatePlan], copies: list[CopyPlan]) -> list[CompiledTrigger]:
+def _aggregate_group_triggers(
+    plans: list[AggregatePlan], copies: list[CopyPlan], reacting: bool
+) -> list[CompiledTrigger]:
     """The statement triggers of rules over one relation; ``copies``: the
-    child's copies whose first hop is that relation, whose check they run."""
+    child's copies whose first hop is that relation, whose check they run;
+    ``reacting``: updating the parent locks further rows."""
     from django.db import connections
 
     first = plans[0]
@@ -688,7 +728,7 @@ def _aggregate_group_triggers(plans: list[AggregatePlan], copies: list[CopyPlan]
             check = _copy_check(child, copies, operation, folded=True, counted=counted)
         func = render(
             "aggregate_delta.sql",
-            **_one_row_path(plans, operation, rescans, check),
+            **_one_row_path(plans, operation, rescans, check, reacting),
             copy_rows=check.rows if check else "",
             deferred=deferred,
             pending_table=pending,

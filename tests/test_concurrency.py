@@ -297,3 +297,37 @@ def test_copy_swapped_onto_a_source_no_count_locks_follows_its_change():
     )
     assert ShelfItem.objects.get(pk=item.pk).shelf_name == "Renamed"
     assert_exact(Shelf, ShelfItem)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_opposite_one_row_moves_lock_both_parents_in_key_order():
+    """Two programs keep moving an item each between the same two shelves in
+    opposite directions, one row per statement. Each statement updates both
+    shelves; taking their locks in key order, neither ever waits for the
+    other in a cycle (no deadlock), and the counts stay exact."""
+    first, second = Shelf.objects.create(name="First"), Shelf.objects.create(name="Second")
+    mine, yours = ShelfItem.objects.create(shelf=first), ShelfItem.objects.create(shelf=second)
+    table = ShelfItem._meta.db_table
+    tally: Counter = Counter()
+    stop = time.time() + SECONDS
+
+    def mover(item: int, there: int, back: int) -> None:
+        with psycopg.connect(**outside_conninfo(), autocommit=True) as conn:
+            while time.time() < stop:
+                for shelf in (there, back):
+                    try:
+                        conn.execute(f"UPDATE {table} SET shelf_id = %s WHERE id = %s", [shelf, item])
+                        tally["ok"] += 1
+                    except errors.DeadlockDetected:
+                        tally["deadlock"] += 1
+
+    threads = [
+        threading.Thread(target=mover, args=(mine.pk, second.pk, first.pk)),
+        threading.Thread(target=mover, args=(yours.pk, first.pk, second.pk)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert tally["ok"] > 100 and tally["deadlock"] == 0, tally
+    assert_exact(Shelf, ShelfItem)
