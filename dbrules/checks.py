@@ -20,8 +20,6 @@ from dbrules.core import rules_of
 def check_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from django.apps import apps
 
-    from dbrules.analysis import analyze_model
-
     models = [
         m
         for m in apps.get_models()

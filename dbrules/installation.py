@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import pgtrigger
 from pgtrigger import core as pgcore
 from django.db import connections
 
-from dbrules.compiler import CompiledTrigger
+from dbrules.triggers import CompiledTrigger
 
 INSTALLED, OUTDATED, MISSING, ORPHANED, IGNORED = (
     "installed",

@@ -17,7 +17,7 @@ from django.db.migrations.operations.base import Operation
 
 import django
 
-from dbrules.compiler import ThroughTrigger
+from dbrules.triggers import ThroughTrigger
 from dbrules.core import THROUGH_TRIGGERS, Derived
 
 

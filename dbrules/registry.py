@@ -8,7 +8,8 @@ from django.apps import apps
 from django.db import models
 
 from dbrules.analysis import ModelRules, Plan, analyze_model
-from dbrules.compiler import CompiledTrigger, ThroughTrigger, compile_plans
+from dbrules.compiler import compile_plans
+from dbrules.triggers import CompiledTrigger, ThroughTrigger
 from dbrules.core import rules_of
 
 

@@ -11,7 +11,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from dbrules import installation, maintenance, registry
 from dbrules.analysis import Plan
-from dbrules.compiler import CompiledTrigger
+from dbrules.triggers import CompiledTrigger
 from dbrules.core import describe_expression
 
 

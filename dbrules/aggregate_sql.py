@@ -1,0 +1,573 @@
+"""Aggregates over a reverse ForeignKey: the statement triggers on the child
+table, the parent's compute and guard triggers, and deferred mode's pending
+table with its commit-time trigger.
+
+Rules that share a parent and a relation compile together: one statement
+trigger per operation on the child table updates every derived column of the
+parent in one ``UPDATE``, and checks the child's copies whose first hop is
+that relation (``copy_sql.copy_check``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Optional
+
+import pgtrigger
+from django.db import models
+
+from dbrules.analysis import AggregatePlan, CopyPlan
+from dbrules.copy_sql import CopyCheck, copy_check
+from dbrules.sqlrender import literal, quote, render, render_condition, table
+from dbrules.triggers import (
+    OPERATIONS,
+    REFERENCING,
+    CompiledTrigger,
+    RuleTrigger,
+    comment_for,
+    quoted_column,
+    trigger_name,
+)
+
+def _condition_sql(plan: AggregatePlan, alias: str) -> str:
+    if plan.condition is None:
+        return "TRUE"
+    return render_condition(plan.child, plan.condition, alias)
+
+
+def needs_rescan(plan: AggregatePlan) -> bool:
+    """Min/Max (when the extreme leaves) and a nullable Sum (when it may become
+    empty) cannot always be updated from deltas alone."""
+    return plan.function in {"min", "max"} or (plan.function == "sum" and plan.target.null)
+
+
+def _delta_columns(plan: AggregatePlan) -> list[str]:
+    """Columns of the per-parent ``deltas`` row for ``plan`` (alias ``r``: signed rows)."""
+    condition = _condition_sql(plan, "r")
+    name = plan.target.column
+    value = f"r.{quoted_column(plan.value)}" if plan.value is not None else None
+    if plan.function == "count":
+        if value is not None:
+            condition = f"({condition}) AND {value} IS NOT NULL"
+        return [f"coalesce(sum(r.dbrules_sign) FILTER (WHERE {condition}), 0) AS {quote(name)}"]
+    if plan.function == "sum":
+        columns = [
+            f"coalesce(sum(r.dbrules_sign * {value}) FILTER (WHERE {condition}), 0) AS {quote(name)}"
+        ]
+        if plan.target.null:
+            for sign, suffix in ((-1, "removed"), (1, "added")):
+                columns.append(
+                    f"count(*) FILTER (WHERE r.dbrules_sign = {sign} AND ({condition}) "
+                    f"AND {value} IS NOT NULL) AS {quote(name + '__' + suffix)}"
+                )
+        return columns
+    # min / max: the extreme among added rows, and among removed rows
+    return [
+        f"{plan.function}({value}) FILTER (WHERE r.dbrules_sign = {sign} AND ({condition})) "
+        f"AS {quote(name + '__' + suffix)}"
+        for sign, suffix in ((1, "added"), (-1, "removed"))
+    ]
+
+
+Ref = Callable[[str], str]
+
+
+def _ref(d: "str | Ref") -> Ref:
+    """How a delta column is read: ``d.column`` of the record or alias ``d``,
+    or whatever expression a callable gives for the column name."""
+    if callable(d):
+        return d
+    return lambda name: f"{d}.{quote(name)}"
+
+
+def _is_constant(sql: str) -> bool:
+    """A delta a one-row side knows without reading its row: NULL or a number."""
+    return sql == "NULL" or sql.lstrip("-").isdigit()
+
+
+def _any(conditions: Iterable[str]) -> str:
+    """``a OR b ...``, with the constants TRUE and FALSE decided here."""
+    terms = [c for c in conditions if c != "FALSE"]
+    if "TRUE" in terms:
+        return "TRUE"
+    return " OR ".join(terms) or "FALSE"
+
+
+def _delta_changed(plan: AggregatePlan, d: "str | Ref" = "d") -> str:
+    """True when the deltas row ``d`` changes ``plan``'s value. Constant
+    deltas (a one-row side, ``_row_deltas``) are decided here."""
+    ref = _ref(d)
+    name = plan.target.column
+    if plan.function == "count" or (plan.function == "sum" and not plan.target.null):
+        tests = [(ref(name), "<> 0")]
+    elif plan.function == "sum":
+        tests = [(ref(name + "__removed"), "<> 0"), (ref(name + "__added"), "<> 0")]
+    else:
+        tests = [(ref(name + "__added"), "IS NOT NULL"), (ref(name + "__removed"), "IS NOT NULL")]
+    # A constant delta decides its test: NULL or 0 never changes the value.
+    terms = [
+        f"{value} {test}" if not _is_constant(value) else "FALSE" if value in {"NULL", "0"} else "TRUE"
+        for value, test in tests
+    ]
+    changed = _any(terms)
+    return f"({changed})" if " OR " in changed else changed
+
+
+def _rescan_sql(plan: AggregatePlan) -> str:
+    """The aggregate over one parent's children, recomputed (alias ``c``)."""
+    return (
+        f"(SELECT {_aggregate_sql(plan, 'c')} FROM {table(plan.child)} AS c "
+        f"WHERE c.{quoted_column(plan.fk)} = p.{quoted_column(plan.parent_key)})"
+    )
+
+
+def _delta_assignment(plan: AggregatePlan, d: "str | Ref" = "d") -> str:
+    """``target = <new value>`` from the parent's deltas row ``d``. Constant
+    deltas (a one-row side, ``_row_deltas``) drop the cases they rule out."""
+    ref = _ref(d)
+    column = quoted_column(plan.target)
+    name = plan.target.column
+    if plan.function == "count" or (plan.function == "sum" and not plan.target.null):
+        delta = ref(name)
+        return f"{column} = p.{column}" if delta == "0" else f"{column} = p.{column} + {delta}"
+    if plan.function == "sum":
+        removed, added, delta = ref(name + "__removed"), ref(name + "__added"), ref(name)
+        add = f"coalesce(p.{column}, 0) + {delta}"
+        if removed == "0":  # rows were only added
+            return f"{column} = CASE WHEN {added} = 0 THEN p.{column} ELSE {add} END"
+        if added == "0":  # rows were only removed: the last value may have left
+            return f"{column} = CASE WHEN {removed} = 0 THEN p.{column} ELSE {_rescan_sql(plan)} END"
+        # Untouched by this statement: keep (NULL stays NULL). Only additions:
+        # add. A value left: it may have been the last one, so rescan.
+        return (
+            f"{column} = CASE WHEN {removed} = 0 AND {added} = 0 THEN p.{column} "
+            f"WHEN {removed} = 0 THEN {add} "
+            f"ELSE {_rescan_sql(plan)} END"
+        )
+    added, removed = ref(name + "__added"), ref(name + "__removed")
+    # The extreme may have left when a removed value reaches it: rescan.
+    # Otherwise the new extreme is the old one or the best added value
+    # (GREATEST/LEAST ignore NULLs).
+    left = ">=" if plan.function == "max" else "<="
+    combine = "GREATEST" if plan.function == "max" else "LEAST"
+    if removed == "NULL":  # rows were only added
+        return f"{column} = {combine}(p.{column}, {added})"
+    kept = f"p.{column}" if added == "NULL" else f"{combine}(p.{column}, {added})"
+    # A removal with no stored extreme happens when deferred mode merged
+    # "added x" and "removed x" of one transaction: rescan then too.
+    return (
+        f"{column} = CASE WHEN {removed} {left} p.{column} "
+        f"OR ({removed} IS NOT NULL AND p.{column} IS NULL) THEN {_rescan_sql(plan)} "
+        f"ELSE {kept} END"
+    )
+
+
+def _row_deltas(plan: AggregatePlan, alias: str, sign: int) -> dict[str, str]:
+    """The deltas one transition row ``alias`` (added: sign 1, removed: -1)
+    contributes, as expressions over that row, named like ``_delta_columns``.
+
+    A column the side cannot contribute to (an added row never removes an
+    extreme) is the constant it would aggregate to: NULL or 0."""
+    condition = _condition_sql(plan, alias)
+    name = plan.target.column
+    value = f"{alias}.{quoted_column(plan.value)}" if plan.value is not None else None
+    tests = [t for t in (condition, f"{value} IS NOT NULL" if value else None) if t and t != "TRUE"]
+    counted = " AND ".join(f"({t})" if t == condition else t for t in tests)
+    ours, other = ("__added", "__removed") if sign == 1 else ("__removed", "__added")
+
+    def when(then: str, otherwise: str) -> str:
+        return f"CASE WHEN {counted} THEN {then} ELSE {otherwise} END" if counted else then
+
+    if plan.function == "count":
+        return {name: when(str(sign), "0")}
+    if plan.function == "sum":
+        if condition == "TRUE":
+            signed = f"coalesce({value}, 0)" if sign == 1 else f"0 - coalesce({value}, 0)"
+        else:
+            signed = when(value if sign == 1 else f"0 - {value}", "0")
+        deltas = {name: signed}
+        if plan.target.null:
+            deltas[name + ours] = when("1", "0")
+            deltas[name + other] = "0"
+        return deltas
+    # min/max: a NULL value is no extreme, as the aggregate would skip it
+    extreme = value if condition == "TRUE" else f"CASE WHEN ({condition}) THEN {value} END"
+    return {name + ours: str(extreme), name + other: "NULL"}
+
+
+SIGNED_ROWS = {
+    "insert": "SELECT 1 AS dbrules_sign, n.* FROM dbrules_new AS n",
+    "delete": "SELECT -1 AS dbrules_sign, o.* FROM dbrules_old AS o",
+    "update": (
+        "SELECT -1 AS dbrules_sign, o.* FROM dbrules_old AS o "
+        "UNION ALL SELECT 1, n.* FROM dbrules_new AS n"
+    ),
+}
+def _merge_column(plan: AggregatePlan, column: str) -> str:
+    """How parked deltas of several statements combine, per pending column."""
+    name = column.split(" AS ")[-1]
+    if plan.function in {"min", "max"}:
+        return f"{plan.function}(q.{name}) AS {name}"
+    return f"sum(q.{name}) AS {name}"
+
+
+def _pending_columns(plan: AggregatePlan) -> list[tuple[str, str]]:
+    """(quoted column, SQL type) of ``plan``'s columns in the pending table."""
+    from django.db import connections
+
+    connection = connections["default"]
+    columns = []
+    for text in _delta_columns(plan):
+        name = text.split(" AS ")[-1]
+        if plan.function in {"min", "max"}:
+            kind = plan.value.db_type(connection)
+        elif plan.function == "sum" and not name.endswith(('__removed"', '__added"')):
+            kind = "numeric"
+        else:
+            kind = "bigint"
+        columns.append((name, kind))
+    return columns
+
+
+def deferred_by_rule(plans: Sequence[AggregatePlan]) -> bool:
+    return any(p.rule.deferred for p in plans)
+
+
+# The one-row path reads the transition rows of each side under this alias.
+ROW_SIDES = {
+    "insert": [("new", "n", 1)],
+    "delete": [("old", "o", -1)],
+    "update": [("old", "o", -1), ("new", "n", 1)],
+}
+
+
+def _one_row_path(
+    plans: list[AggregatePlan], operation: str, rescans: bool, check: Optional[CopyCheck], reacting: bool
+) -> dict[str, str]:
+    """The placeholders of aggregate_delta.sql for a statement that wrote one
+    row: the SELECT of that row's deltas into ``one``, and what applies them;
+    then a folded copy check's part (``check``), whose first hop is the
+    parent the row's new side updates. ``reacting``: updating the parent
+    locks further rows (``compiler._reacting_parents``)."""
+    first = plans[0]
+    parent_table, parent_key, fk = table(first.parent), quoted_column(first.parent_key), quoted_column(first.fk)
+    columns: list[str] = []
+    refs: dict[str, dict[str, str]] = {}
+    for side, alias, sign in ROW_SIDES[operation]:
+        columns.append(f"{alias}.{fk} AS dbrules_{side}_key")
+        refs[side] = {}
+        for plan in plans:
+            for name, expression in _row_deltas(plan, alias, sign).items():
+                if _is_constant(expression):  # known without reading the row
+                    refs[side][name] = expression
+                    continue
+                label = quote(f"{side}:{name}")
+                columns.append(f"{expression} AS {label}")
+                refs[side][name] = f"one.{label}"
+
+    def changed(ref: Ref) -> str:
+        return _any(_delta_changed(p, ref) for p in plans)
+
+    def assignments(ref: Ref, indent: int) -> str:
+        return (",\n" + " " * indent).join(_delta_assignment(p, ref) for p in plans)
+
+    def applies(key: str, ref: Ref) -> str:
+        test = changed(ref)
+        return f"one.{key} IS NOT NULL" + ("" if test == "TRUE" else f" AND ({test})")
+
+    def lock(key: str) -> str:
+        # A rescan must see every earlier writer of this parent: lock it
+        # first, so the UPDATE (a new statement) takes a fresh snapshot.
+        if not rescans or operation == "insert":
+            return ""
+        return f"PERFORM 1 FROM {parent_table} AS p WHERE p.{parent_key} = one.{key} FOR NO KEY UPDATE;"
+
+    values = {"parent_table": parent_table, "parent_key": parent_key}
+    # The new side's parent UPDATE locks the copies' first hop and returns
+    # its newest version: the copy check need not lock and read it again.
+    returning = check.returning if check else ""
+    read = "dbrules_hop0 := true;" if check else ""
+    if operation == "update":
+        old, new = refs["old"], refs["new"]
+
+        def same(name: str) -> str:
+            """The old and new row's deltas together: for one parent."""
+            a, b = old[name], new[name]
+            if a in {"0", "NULL"}:  # a side that contributes nothing to it
+                return b
+            if b in {"0", "NULL"}:
+                return a
+            if _is_constant(a) and _is_constant(b):
+                return str(int(a) + int(b))
+            return f"({a} + {b})"
+
+        sides = {
+            "old_applies": applies("dbrules_old_key", old.__getitem__),
+            "new_applies": applies("dbrules_new_key", new.__getitem__),
+            "old_assignments": assignments(old.__getitem__, 11),
+            "new_assignments": assignments(new.__getitem__, 11),
+            "new_returning": returning,
+            "new_read": read,
+            **values,
+        }
+        # Both parents in key order. Updating a parent that locks nothing
+        # further takes its lock: the smaller key's UPDATE goes first. One
+        # that does (a chain, a copied derived column), or whose update
+        # rescans, is locked with the other first, in one statement.
+        ordered = not (reacting or rescans)
+        moved = render("one_row_move_ordered.sql" if ordered else "one_row_move_locked.sql", **sides)
+        one_row = render(
+            "one_row_update.sql",
+            same_changed=changed(same),
+            lock_same=lock("dbrules_new_key"),
+            same_assignments=assignments(same, 15),
+            moved_changed=_any([changed(old.__getitem__), changed(new.__getitem__)]),
+            moved=textwrap.indent(moved, "    "),
+            **values,
+        )
+    else:
+        [(side, _, _)] = ROW_SIDES[operation]
+        key = f"dbrules_{side}_key"
+        ref = refs[side].__getitem__
+        one_row = render(
+            "one_row_side.sql",
+            key=key,
+            applies=applies(key, ref),
+            lock=lock(key),
+            assignments=assignments(ref, 11),
+            returning=returning if side == "new" else "",
+            read=read if side == "new" else "",
+            **values,
+        )
+    if check:
+        columns += check.row_columns
+        one_row += "\n" + check.one_row
+    one_row = "\n".join(line for line in one_row.splitlines() if line.strip())
+    return {
+        "one_row_branch": render(
+            "one_row_branch.sql",
+            row_columns=",\n       ".join(columns),
+            row_table="dbrules_new" if operation == "insert" else "dbrules_old",
+            row_from={"insert": "dbrules_new AS n", "delete": "dbrules_old AS o"}.get(
+                operation, "dbrules_old AS o, dbrules_new AS n"
+            ),
+            one_row=textwrap.indent(one_row, "    "),
+        )
+    }
+
+
+def aggregate_group_triggers(
+    plans: list[AggregatePlan], copies: list[CopyPlan], reacting: bool
+) -> list[CompiledTrigger]:
+    """The statement triggers of rules over one relation; ``copies``: the
+    child's copies whose first hop is that relation, whose check they run;
+    ``reacting``: updating the parent locks further rows."""
+    from django.db import connections
+
+    first = plans[0]
+    parent, child, fk = first.parent, first.child, first.fk
+    parent_key = quoted_column(first.parent_key)
+    comment = comment_for(plans)
+    checked = comment_for([*plans, *copies])
+    base = (parent._meta.model_name, first.relation)
+    result: list[CompiledTrigger] = []
+    pending_columns = [c for p in plans for c in _pending_columns(p)]
+    digest = hashlib.sha1(
+        repr((parent._meta.db_table, child._meta.db_table, fk.column, pending_columns)).encode()
+    ).hexdigest()[:10]
+    pending = f'"dbrules"."pending_{parent._meta.model_name[:30]}_{digest}"'
+    any_change = " OR ".join(_delta_changed(p) for p in plans)
+    common = {
+        "parent_key": parent_key,
+        "parent_table": table(parent),
+        "any_change": any_change,
+        "assignments": ",\n       ".join(_delta_assignment(p) for p in plans),
+    }
+    rescans = any(needs_rescan(p) for p in plans)
+    deferred = (
+        "TRUE"
+        if deferred_by_rule(plans)
+        else "coalesce(current_setting('dbrules.deferred', true), '') = 'on'"
+    )
+    delta_columns = ",\n       ".join(c for p in plans for c in _delta_columns(p))
+    for operation, suffix in (("insert", "ins"), ("update", "upd"), ("delete", "del")):
+        deltas = render(
+            "aggregate_deltas.sql",
+            fk=quoted_column(fk),
+            signed_rows=SIGNED_ROWS[operation],
+            delta_columns=delta_columns,
+        )
+        lock_one = ""
+        if rescans and operation != "insert":
+            # A rescan must see every earlier writer of this parent: lock it
+            # first, so the UPDATE (a new statement) takes a fresh snapshot.
+            lock_one = (
+                f"PERFORM 1 FROM {table(parent)} AS p "
+                f"WHERE p.{parent_key} = single.dbrules_low FOR NO KEY UPDATE;"
+            )
+        check = None
+        if copies and operation != "delete":
+            counted = any(p.function == "count" and p.value is None and p.condition is None for p in plans)
+            check = copy_check(child, copies, operation, folded=True, counted=counted)
+        func = render(
+            "aggregate_delta.sql",
+            **_one_row_path(plans, operation, rescans, check, reacting),
+            copy_rows=check.rows if check else "",
+            deferred=deferred,
+            pending_table=pending,
+            pending_columns=", ".join(name for name, _ in pending_columns),
+            deltas=deltas,
+            any_change=any_change,
+            apply_all=render(
+                "apply_deltas.sql",
+                deltas=deltas,
+                if_none_locked="IF NOT FOUND THEN\n    EXIT dbrules_counts;\nEND IF;",
+                **common,
+            ),
+            lock_one=lock_one,
+            parent_table=table(parent),
+            parent_key=parent_key,
+            fk=quoted_column(fk),
+            signed_rows=SIGNED_ROWS[operation],
+            delta_columns=delta_columns,
+            single_changed=" OR ".join(_delta_changed(p, "single") for p in plans),
+            single_assignments=",\n               ".join(_delta_assignment(p, "single") for p in plans),
+        )
+        trigger = RuleTrigger(
+            name=trigger_name(*base, suffix),
+            when=pgtrigger.After,
+            operation=OPERATIONS[operation],
+            level=pgtrigger.Statement,
+            referencing=REFERENCING[operation],
+            declare=[("one", "record"), ("single", "record"), *(check.declare if check else [])],
+            func=func,
+            comment=checked if check else comment,
+        )
+        result.append(CompiledTrigger(child, trigger, (*plans, *copies) if check else tuple(plans)))
+    truncate = render(
+        "aggregate_truncate.sql",
+        parent_table=table(parent),
+        pending_table=pending,
+        assignments=", ".join(f"{quoted_column(p.target)} = {_empty_sql(p)}" for p in plans),
+        any_change=" OR ".join(
+            f"p.{quoted_column(p.target)} IS DISTINCT FROM {_empty_sql(p)}" for p in plans
+        ),
+    )
+    result.append(
+        CompiledTrigger(
+            child,
+            RuleTrigger(
+                name=trigger_name(*base, "trunc"),
+                when=pgtrigger.After,
+                operation=pgtrigger.Truncate,
+                level=pgtrigger.Statement,
+                func=truncate,
+                comment=comment,
+            ),
+            tuple(plans),
+        )
+    )
+    # Deferred mode: the pending table and the commit-time apply trigger.
+    connection = connections["default"]
+    merged = render(
+        "apply_deltas.sql",
+        if_none_locked="",  # the parked deltas are cleared after it in any case
+        deltas=(
+            "SELECT q.parent_key, "
+            + ", ".join(_merge_column(p, c) for p in plans for c in _delta_columns(p))
+            + f" FROM {pending} AS q WHERE q.dbrules_txid = txid_current() GROUP BY q.parent_key"
+        ),
+        **common,
+    )
+    setup = render(
+        "pending_table.sql",
+        pending_table=pending,
+        pending_index=quote(f"pending_{digest}_txid"),
+        parent_key_type=fk.db_type(connection),
+        pending_column_types=",\n    ".join(f"{name} {kind}" for name, kind in pending_columns),
+    )
+    apply = RuleTrigger(
+        name=trigger_name(*base, "apply"),
+        when=pgtrigger.After,
+        operation=pgtrigger.Insert,
+        level=pgtrigger.Row,
+        func=render("aggregate_apply.sql", pending_table=pending, apply=merged),
+        comment=comment,
+        on_table=pending,
+        setup=setup,
+        teardown=f"DROP TABLE IF EXISTS {pending};",
+        deferrable=True,
+    )
+    result.append(CompiledTrigger(parent, apply, tuple(plans)))
+    return result
+
+
+def _empty_sql(plan: AggregatePlan) -> str:
+    return "NULL" if plan.empty_value is None else literal(plan.empty_value)
+
+
+def _aggregate_sql(plan: AggregatePlan, alias: str) -> str:
+    """``plan``'s aggregate over rows ``alias`` of the child table, from scratch."""
+    condition = _condition_sql(plan, alias)
+    argument = "*" if plan.value is None else f"{alias}.{quoted_column(plan.value)}"
+    expression = f"{plan.function}({argument}) FILTER (WHERE {condition})"
+    if plan.empty_value is not None:
+        expression = f"coalesce({expression}, {_empty_sql(plan)})"
+    return expression
+
+
+def parent_triggers(
+    parent: type[models.Model], plans: list[AggregatePlan]
+) -> list[CompiledTrigger]:
+    groups: dict[tuple[str, str], list[AggregatePlan]] = defaultdict(list)
+    for plan in plans:
+        groups[(plan.child._meta.label, plan.fk.name)].append(plan)
+    computations = []
+    for key in sorted(groups):
+        group = groups[key]
+        first = group[0]
+        computations.append(
+            "SELECT "
+            + ",\n       ".join(_aggregate_sql(p, "r") for p in group)
+            + "\n  INTO "
+            + ", ".join(f"NEW.{quoted_column(p.target)}" for p in group)
+            + f"\n  FROM {table(first.child)} AS r"
+            + f"\n WHERE r.{quoted_column(first.fk)} = NEW.{quoted_column(first.parent_key)};"
+        )
+    comment = comment_for(plans)
+    targets = sorted({p.target.column for p in plans})
+    compute = RuleTrigger(
+        name=trigger_name(parent._meta.model_name, "compute"),
+        when=pgtrigger.Before,
+        operation=pgtrigger.Insert,
+        level=pgtrigger.Row,
+        func=render("parent_insert.sql", computations="\n".join(computations)),
+        comment=comment,
+    )
+    guard = RuleTrigger(
+        name=trigger_name(parent._meta.model_name, "guard"),
+        when=pgtrigger.Before,
+        operation=pgtrigger.Update,
+        level=pgtrigger.Row,
+        # PostgreSQL rebuilds a trigger's WHEN from its stored node tree for
+        # every statement that updates the table, dbrules' own one-row parent
+        # updates included. Its cost grows with the expression: with the
+        # repair test beside the depth test it was ~48k instructions per
+        # update (~37k more than this), so the repair test is in the body,
+        # which only direct writes and repair reach.
+        condition=pgtrigger.Condition("pg_trigger_depth() < 1"),
+        func=render(
+            "parent_guard.sql",
+            restores="\n".join(f"NEW.{quote(c)} := OLD.{quote(c)};" for c in targets),
+        ),
+        comment=comment,
+    )
+    return [
+        CompiledTrigger(parent, compute, tuple(plans)),
+        CompiledTrigger(parent, guard, tuple(plans)),
+    ]
+
+

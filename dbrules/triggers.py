@@ -1,0 +1,283 @@
+"""The pgtrigger triggers dbrules compiles rules into, their names, and the
+SQL pieces every kind of rule uses.
+
+Migrations name these classes ``dbrules.compiler.*`` (their first home), and
+``dbrules.compiler`` still exports them: the paths they deconstruct to stay
+the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pgtrigger
+from pgtrigger import core as pgcore
+from django.db import models
+from django.utils.deconstruct import deconstructible
+from pgtrigger import compiler as pgcompiler
+
+from dbrules.analysis import Plan
+from dbrules.qualify import qualify
+from dbrules.sqlrender import literal, quote, render, table
+
+NAME_LIMIT = 47  # pgtrigger's limit for trigger names
+
+
+class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
+    """Installation SQL of a dbrules trigger (``migrations_templates/trigger.sql``).
+
+    Migrations store the arguments and the hash; the SQL is rendered from the
+    template, as pgtrigger does for its own triggers.
+    """
+
+    def __init__(
+        self,
+        *,
+        pgid: str,
+        table: str,
+        func: str,
+        when: str,
+        operation: str,
+        level: str = "ROW",
+        referencing: str = "",
+        condition: str = "",
+        declare: str = "",
+        comment: str = "",
+        setup: str = "",
+        teardown: str = "",
+        deferrable: bool = False,
+        qualified: bool = False,
+        hash: Optional[str] = None,
+    ) -> None:
+        self.kwargs: dict[str, Any] = {
+            "pgid": pgid,
+            "table": table,
+            "func": func,
+            "when": str(when),
+            "operation": str(operation),
+            "level": str(level),
+            "referencing": str(referencing),
+            "condition": condition,
+            "declare": declare,
+            "comment": comment,
+            "setup": setup,
+            "teardown": teardown,
+            "deferrable": deferrable,
+            "qualified": qualified,
+        }
+        self.defaults: dict[str, Any] = {
+            "level": "ROW",
+            "referencing": "",
+            "condition": "",
+            "declare": "",
+            "setup": "",
+            "teardown": "",
+            "deferrable": False,
+            "qualified": False,
+        }
+        self.pgid = pgid
+        self.table = table
+        self.hash = hash or hashlib.sha1(self._render("").encode()).hexdigest()
+        self.data = self._render(self.hash)
+
+    def _render(self, hash: str) -> str:
+        values = dict(self.kwargs)
+        values["table"] = self.table
+        values["condition"] = f"WHEN ({values['condition']})" if values["condition"] else ""
+        values["comment"] = literal(f"dbrules: {self.kwargs['comment']}")
+        values["trigger_comment"] = literal(f"dbrules: {self.kwargs['comment']} [{hash}]")
+        values["constraint"] = "CONSTRAINT " if self.kwargs["deferrable"] else ""
+        values["timing"] = "DEFERRABLE INITIALLY DEFERRED" if self.kwargs["deferrable"] else ""
+        values["search_path"] = (
+            "-- no SET search_path: every table, operator and function below is qualified"
+            if self.kwargs["qualified"]
+            else "SET search_path = pg_catalog, pg_temp"
+        )
+        text = render("trigger.sql", **values)
+        # Empty optional clauses of CREATE TRIGGER leave blank lines; drop
+        # them there (never inside the function body, whose literals count).
+        body, end, declaration = text.rpartition("$dbrules$;")
+        declaration = "\n".join(
+            line.rstrip() for line in declaration.splitlines() if line.strip() or not line
+        )
+        return body + end + declaration
+
+    def get_template(self) -> str:  # pragma: no cover - pgtrigger API; we render ourselves
+        return self.data
+
+    def deconstruct(self) -> tuple[str, Sequence[Any], dict[str, Any]]:
+        kwargs = {k: v for k, v in self.kwargs.items() if self.defaults.get(k) != v}
+        return "dbrules.compiler.RuleTriggerSql", [], {**kwargs, "hash": self.hash}
+
+
+class CompiledRuleTrigger(pgcompiler.Trigger):
+    """What migrations store; removing it drops the trigger and its function."""
+
+    def deconstruct(self) -> tuple[str, Sequence[Any], dict[str, Any]]:
+        _, args, kwargs = super().deconstruct()
+        return "dbrules.compiler.CompiledRuleTrigger", args, kwargs
+
+    @property
+    def uninstall_sql(self) -> str:
+        teardown = self.sql.kwargs.get("teardown", "")
+        return f"{super().uninstall_sql}\nDROP FUNCTION IF EXISTS {self.sql.pgid}();\n{teardown}".strip()
+
+
+class RuleTrigger(pgtrigger.Trigger):
+    """A pgtrigger trigger whose function and installation SQL dbrules writes."""
+
+    def __init__(
+        self,
+        *,
+        comment: str,
+        on_table: str = "",
+        setup: str = "",
+        teardown: str = "",
+        deferrable: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.comment = comment
+        self.on_table = on_table
+        self.setup = setup
+        self.teardown = teardown
+        self.deferrable = deferrable
+        # Named in pg_catalog throughout, the body needs no pinned
+        # search_path, which costs a configuration change per call
+        # (dbrules/qualify.py); otherwise it keeps the pin.
+        qualified = qualify(kwargs["func"])
+        self.qualified = qualified is not None
+        if qualified is not None:
+            kwargs["func"] = qualified
+        super().__init__(**kwargs)
+
+    def table_of(self, model: type[models.Model]) -> str:
+        """The table the trigger is on: the model's, unless set explicitly."""
+        return self.on_table or table(model)
+
+    def compile(self, model: type[models.Model]) -> pgcompiler.Trigger:
+        return CompiledRuleTrigger(
+            name=self.name,
+            sql=RuleTriggerSql(
+                pgid=self.get_pgid(model),
+                table=self.table_of(model),
+                func=self.render_func(model),
+                when=str(self.when),
+                operation=str(self.operation),
+                level=str(self.level),
+                referencing=str(self.referencing or ""),
+                condition=self.condition.sql if self.condition else "",
+                declare=self.render_declare(model),
+                comment=self.comment,
+                setup=self.setup,
+                teardown=self.teardown,
+                deferrable=self.deferrable,
+                qualified=self.qualified,
+            ),
+        )
+
+    def get_installation_status(self, model: Any, database: Optional[str] = None) -> Any:
+        """pgtrigger compares the trigger comment with the hash; ours carries the
+        rule text too, with the hash in brackets at its end."""
+        from django.db import transaction
+        from django.db.utils import ProgrammingError
+
+        if not self.allow_migrate(model, database=database):
+            return (pgcore.UNALLOWED, None)
+        query = (
+            "SELECT obj_description(oid, 'pg_trigger'), tgenabled FROM pg_trigger "
+            f"WHERE tgname = {literal(self.get_pgid(model))} "
+            f"AND tgrelid = {literal(self.table_of(model))}::regclass"
+        )
+        try:
+            with transaction.atomic(using=database):
+                rows = self.exec_sql(query, model, database=database, fetchall=True)
+        except ProgrammingError:  # table not created yet
+            return (pgcore.UNINSTALLED, None)
+        if not rows:
+            return (pgcore.UNINSTALLED, None)
+        comment, enabled = rows[0]
+        installed_hash = (comment or "").rsplit("[", 1)[-1].rstrip("]")
+        status = pgcore.INSTALLED if installed_hash == self.compile(model).hash else pgcore.OUTDATED
+        return (status, enabled == "O")
+
+
+@deconstructible(path="dbrules.compiler.ThroughTrigger")
+class ThroughTrigger:
+    """A compiled trigger on the auto-created table of ManyToMany ``field``."""
+
+    def __init__(self, field: str, trigger: pgcompiler.Trigger) -> None:
+        self.field = field
+        self.trigger = trigger
+
+    @property
+    def name(self) -> str:
+        return self.trigger.name
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ThroughTrigger)
+            and self.field == other.field
+            and self.trigger == other.trigger
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.field, self.trigger.name))
+
+
+@dataclass(frozen=True)
+class CompiledTrigger:
+    """A trigger, the model whose table it is on, and the plans it serves."""
+
+    model: type[models.Model]
+    trigger: RuleTrigger
+    plans: tuple[Plan, ...]
+
+
+def trigger_name(*parts: str) -> str:
+    name = "_".join(["dbrules", *parts]).lower()
+    if len(name) <= NAME_LIMIT:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{name[: NAME_LIMIT - 9]}_{digest}"
+
+
+def comment_for(plans: Iterable[Plan]) -> str:
+    return "; ".join(plan.label for plan in plans)
+
+
+def quoted_column(field: models.Field) -> str:
+    """A field's column, quoted for SQL."""
+    return quote(field.column)
+
+
+def any_column_changed(columns: Iterable[str]) -> str:
+    """A row trigger's WHEN condition: true when any of ``columns`` changed."""
+    return " OR ".join(f"OLD.{quote(c)} IS DISTINCT FROM NEW.{quote(c)}" for c in dict.fromkeys(columns))
+
+
+REFERENCING = {
+    "insert": pgtrigger.Referencing(new="dbrules_new"),
+    "delete": pgtrigger.Referencing(old="dbrules_old"),
+    "update": pgtrigger.Referencing(old="dbrules_old", new="dbrules_new"),
+}
+OPERATIONS = {
+    "insert": pgtrigger.Insert,
+    "update": pgtrigger.Update,
+    "delete": pgtrigger.Delete,
+}
+
+
+def fk_key(fk: models.ForeignKey) -> str:
+    """The column of the related table a ForeignKey points at (pk or to_field)."""
+    return quote(fk.target_field.column)
+
+
+def null_safe_equal(a: str, b: str) -> str:
+    """``a`` equals ``b``, NULL equal to NULL (``IS NOT DISTINCT FROM``, which
+    has no pg_catalog-qualified spelling)."""
+    return f"({a} = {b} OR ({a} IS NULL AND {b} IS NULL))"
+
+
