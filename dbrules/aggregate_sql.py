@@ -304,21 +304,33 @@ def _one_row_path(
                 return str(int(a) + int(b))
             return f"({a} + {b})"
 
+        def both(name: str) -> str:
+            """The old or the new row's delta, by the parent being updated."""
+            a, b = old[name], new[name]
+            return a if a == b else f"CASE WHEN p.{parent_key} = one.dbrules_old_key THEN {a} ELSE {b} END"
+
         sides = {
             "old_applies": applies("dbrules_old_key", old.__getitem__),
             "new_applies": applies("dbrules_new_key", new.__getitem__),
-            "old_assignments": assignments(old.__getitem__, 11),
-            "new_assignments": assignments(new.__getitem__, 11),
-            "new_returning": returning,
-            "new_read": read,
             **values,
         }
         # Both parents in key order. Updating a parent that locks nothing
         # further takes its lock: the smaller key's UPDATE goes first. One
         # that does (a chain, a copied derived column), or whose update
-        # rescans, is locked with the other first, in one statement.
-        ordered = not (reacting or rescans)
-        moved = render("one_row_move_ordered.sql" if ordered else "one_row_move_locked.sql", **sides)
+        # rescans, is locked with the other first, then both are updated in
+        # one statement, so a chained rule's trigger on the parent table
+        # sees both rows at once and locks the grandparents in key order.
+        if reacting or rescans:
+            moved = render("one_row_move_locked.sql", both_assignments=assignments(both, 7), **sides)
+        else:
+            moved = render(
+                "one_row_move_ordered.sql",
+                old_assignments=assignments(old.__getitem__, 11),
+                new_assignments=assignments(new.__getitem__, 11),
+                new_returning=returning,
+                new_read=read,
+                **sides,
+            )
         one_row = render(
             "one_row_update.sql",
             same_changed=changed(same),

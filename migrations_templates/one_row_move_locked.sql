@@ -1,21 +1,17 @@
 --! A row moved to another parent, when updating a parent locks more rows
 --! (a chained rule's grandparent, the copies of a derived column) or
 --! rescans: both parents are locked in key order first, as the set-based
---! path does, so nothing further is locked before both; then each is
---! updated by key.
+--! path does, then updated in one statement. A chained rule's statement
+--! trigger on the parent table then sees both rows at once and locks the
+--! grandparents in key order too; two one-row UPDATEs would lock them in
+--! old-then-new order, and crossing moves deadlocked. The UPDATE is a
+--! statement of its own, so a rescan in it sees every earlier writer.
 PERFORM 1
    FROM {{parent_table}} AS p
   WHERE p.{{parent_key}} = one.dbrules_old_key OR p.{{parent_key}} = one.dbrules_new_key
   ORDER BY p.{{parent_key}}
     FOR NO KEY UPDATE OF p;
-IF {{old_applies}} THEN
-    UPDATE {{parent_table}} AS p
-       SET {{old_assignments}}
-     WHERE p.{{parent_key}} = one.dbrules_old_key;
-END IF;
-IF {{new_applies}} THEN
-    UPDATE {{parent_table}} AS p
-       SET {{new_assignments}}
-     WHERE p.{{parent_key}} = one.dbrules_new_key{{new_returning}};
-    {{new_read}}
-END IF;
+UPDATE {{parent_table}} AS p
+   SET {{both_assignments}}
+ WHERE (p.{{parent_key}} = one.dbrules_old_key AND {{old_applies}})
+    OR (p.{{parent_key}} = one.dbrules_new_key AND {{new_applies}});

@@ -331,3 +331,39 @@ def test_opposite_one_row_moves_lock_both_parents_in_key_order():
         thread.join()
     assert tally["ok"] > 100 and tally["deadlock"] == 0, tally
     assert_exact(Shelf, ShelfItem)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_row_moves_lock_chained_grandparents_in_key_order():
+    """One-row moves between authors of two publishers, in crossing order:
+    each move updates two authors, and each author's count update updates
+    its publisher (a chained rule). The publishers, too, must be locked in
+    key order, or two such programs deadlock."""
+    first, second = Publisher.objects.create(name="P1"), Publisher.objects.create(name="P2")
+    # Keys ascend in creation order: a1 < a2 < a3 < a4.
+    a1, a2, a3, a4 = (Author.objects.create(name=f"a{i}", publisher=p)
+                      for i, p in enumerate([second, first, first, second], start=1))
+    moves = [
+        (Book.objects.create(author=a1, title="x").pk, a3.pk, a1.pk),  # P2 -> P1 and back
+        (Book.objects.create(author=a2, title="y").pk, a4.pk, a2.pk),  # P1 -> P2 and back
+    ]
+    tally: Counter = Counter()
+    stop = time.time() + SECONDS
+
+    def mover(book: int, there: int, back: int) -> None:
+        with psycopg.connect(**outside_conninfo(), autocommit=True) as conn:
+            while time.time() < stop:
+                for author in (there, back):
+                    try:
+                        conn.execute(f"UPDATE {BOOK} SET author_id = %s WHERE id = %s", [author, book])
+                        tally["ok"] += 1
+                    except errors.DeadlockDetected:
+                        tally["deadlock"] += 1
+
+    threads = [threading.Thread(target=mover, args=move) for move in moves]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert tally["ok"] > 100 and tally["deadlock"] == 0, tally
+    assert_exact(Publisher, Author, Book)
