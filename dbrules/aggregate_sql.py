@@ -32,6 +32,7 @@ from dbrules.triggers import (
     trigger_name,
 )
 
+
 def _condition_sql(plan: AggregatePlan, alias: str) -> str:
     if plan.condition is None:
         return "TRUE"
@@ -206,6 +207,8 @@ SIGNED_ROWS = {
         "UNION ALL SELECT 1, n.* FROM dbrules_new AS n"
     ),
 }
+
+
 def _merge_column(plan: AggregatePlan, column: str) -> str:
     """How parked deltas of several statements combine, per pending column."""
     name = column.split(" AS ")[-1]
@@ -581,5 +584,3 @@ def parent_triggers(
         CompiledTrigger(parent, compute, tuple(plans)),
         CompiledTrigger(parent, guard, tuple(plans)),
     ]
-
-

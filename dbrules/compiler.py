@@ -96,5 +96,3 @@ def _reacting_parents(
             if targets.get(source, set()) - skipped:
                 reacting.add(source)
     return reacting
-
-

@@ -27,6 +27,7 @@ from dbrules.triggers import (
     trigger_name,
 )
 
+
 def _path_joins(plan: CopyPlan) -> str:
     """``t1 JOIN t2 ... tN`` along the FK path; ``tN`` holds the source column."""
     path = plan.path

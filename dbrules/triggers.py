@@ -279,5 +279,3 @@ def null_safe_equal(a: str, b: str) -> str:
     """``a`` equals ``b``, NULL equal to NULL (``IS NOT DISTINCT FROM``, which
     has no pg_catalog-qualified spelling)."""
     return f"({a} = {b} OR ({a} IS NULL AND {b} IS NULL))"
-
-
