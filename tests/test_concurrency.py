@@ -299,6 +299,31 @@ def test_copy_swapped_onto_a_source_no_count_locks_follows_its_change():
     assert_exact(Shelf, ShelfItem)
 
 
+def _move_back_and_forth(table: str, column: str, moves: list[tuple[int, int, int]]) -> Counter:
+    """One program per ``(row, there, back)``: for SECONDS, move the row's
+    ``column`` to ``there`` and back, one row per statement, each its own
+    transaction. Returns the statements that succeeded and the deadlocks."""
+    tally: Counter = Counter()
+    stop = time.time() + SECONDS
+
+    def mover(row: int, there: int, back: int) -> None:
+        with psycopg.connect(**outside_conninfo(), autocommit=True) as conn:
+            while time.time() < stop:
+                for parent in (there, back):
+                    try:
+                        conn.execute(f"UPDATE {table} SET {column} = %s WHERE id = %s", [parent, row])
+                        tally["ok"] += 1
+                    except errors.DeadlockDetected:
+                        tally["deadlock"] += 1
+
+    threads = [threading.Thread(target=mover, args=move) for move in moves]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return tally
+
+
 @pytest.mark.django_db(transaction=True)
 def test_opposite_one_row_moves_lock_both_parents_in_key_order():
     """Two programs keep moving an item each between the same two shelves in
@@ -307,28 +332,9 @@ def test_opposite_one_row_moves_lock_both_parents_in_key_order():
     other in a cycle (no deadlock), and the counts stay exact."""
     first, second = Shelf.objects.create(name="First"), Shelf.objects.create(name="Second")
     mine, yours = ShelfItem.objects.create(shelf=first), ShelfItem.objects.create(shelf=second)
-    table = ShelfItem._meta.db_table
-    tally: Counter = Counter()
-    stop = time.time() + SECONDS
-
-    def mover(item: int, there: int, back: int) -> None:
-        with psycopg.connect(**outside_conninfo(), autocommit=True) as conn:
-            while time.time() < stop:
-                for shelf in (there, back):
-                    try:
-                        conn.execute(f"UPDATE {table} SET shelf_id = %s WHERE id = %s", [shelf, item])
-                        tally["ok"] += 1
-                    except errors.DeadlockDetected:
-                        tally["deadlock"] += 1
-
-    threads = [
-        threading.Thread(target=mover, args=(mine.pk, second.pk, first.pk)),
-        threading.Thread(target=mover, args=(yours.pk, first.pk, second.pk)),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    tally = _move_back_and_forth(
+        ShelfItem._meta.db_table, "shelf_id", [(mine.pk, second.pk, first.pk), (yours.pk, first.pk, second.pk)]
+    )
     assert tally["ok"] > 100 and tally["deadlock"] == 0, tally
     assert_exact(Shelf, ShelfItem)
 
@@ -343,27 +349,9 @@ def test_one_row_moves_lock_chained_grandparents_in_key_order():
     # Keys ascend in creation order: a1 < a2 < a3 < a4.
     a1, a2, a3, a4 = (Author.objects.create(name=f"a{i}", publisher=p)
                       for i, p in enumerate([second, first, first, second], start=1))
-    moves = [
+    tally = _move_back_and_forth(BOOK, "author_id", [
         (Book.objects.create(author=a1, title="x").pk, a3.pk, a1.pk),  # P2 -> P1 and back
         (Book.objects.create(author=a2, title="y").pk, a4.pk, a2.pk),  # P1 -> P2 and back
-    ]
-    tally: Counter = Counter()
-    stop = time.time() + SECONDS
-
-    def mover(book: int, there: int, back: int) -> None:
-        with psycopg.connect(**outside_conninfo(), autocommit=True) as conn:
-            while time.time() < stop:
-                for author in (there, back):
-                    try:
-                        conn.execute(f"UPDATE {BOOK} SET author_id = %s WHERE id = %s", [author, book])
-                        tally["ok"] += 1
-                    except errors.DeadlockDetected:
-                        tally["deadlock"] += 1
-
-    threads = [threading.Thread(target=mover, args=move) for move in moves]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    ])
     assert tally["ok"] > 100 and tally["deadlock"] == 0, tally
     assert_exact(Publisher, Author, Book)
