@@ -247,6 +247,20 @@ ROW_SIDES = {
 }
 
 
+def _rescan_lock(plan: AggregatePlan, operation: str, key: str) -> str:
+    """Lock the parent ``key`` before an UPDATE that rescans it.
+
+    A rescan must see every earlier writer of this parent: locked first, the
+    UPDATE (a new statement) takes a fresh snapshot. An INSERT only adds
+    values, which never makes a rescan necessary."""
+    if operation == "insert":
+        return ""
+    return (
+        f"PERFORM 1 FROM {table(plan.parent)} AS p "
+        f"WHERE p.{quoted_column(plan.parent_key)} = {key} FOR NO KEY UPDATE;"
+    )
+
+
 def _one_row_path(
     plans: list[AggregatePlan], operation: str, rescans: bool, check: Optional[CopyCheck], reacting: bool
 ) -> dict[str, str]:
@@ -282,11 +296,7 @@ def _one_row_path(
         return f"one.{key} IS NOT NULL" + ("" if test == "TRUE" else f" AND ({test})")
 
     def lock(key: str) -> str:
-        # A rescan must see every earlier writer of this parent: lock it
-        # first, so the UPDATE (a new statement) takes a fresh snapshot.
-        if not rescans or operation == "insert":
-            return ""
-        return f"PERFORM 1 FROM {parent_table} AS p WHERE p.{parent_key} = one.{key} FOR NO KEY UPDATE;"
+        return _rescan_lock(first, operation, f"one.{key}") if rescans else ""
 
     values = {"parent_table": parent_table, "parent_key": parent_key}
     # The new side's parent UPDATE locks the copies' first hop and returns
@@ -415,14 +425,7 @@ def aggregate_group_triggers(
             signed_rows=SIGNED_ROWS[operation],
             delta_columns=delta_columns,
         )
-        lock_one = ""
-        if rescans and operation != "insert":
-            # A rescan must see every earlier writer of this parent: lock it
-            # first, so the UPDATE (a new statement) takes a fresh snapshot.
-            lock_one = (
-                f"PERFORM 1 FROM {table(parent)} AS p "
-                f"WHERE p.{parent_key} = single.dbrules_low FOR NO KEY UPDATE;"
-            )
+        lock_one = _rescan_lock(first, operation, "single.dbrules_low") if rescans else ""
         check = None
         if copies and operation != "delete":
             counted = any(p.function == "count" and p.value is None and p.condition is None for p in plans)

@@ -59,7 +59,7 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
         if not deferred_by_rule(group):
             folded[key] = [c for c in checked.get(group[0].child, []) if c.path[0] == group[0].fk]
     carried = {id(c) for copies in folded.values() for c in copies}
-    reacting = _reacting_parents(plans, aggregate_groups, aggregated)
+    reacting = _reacting_parents(plans, by_parent, aggregated)
     for key in sorted(aggregate_groups):
         group = aggregate_groups[key]
         compiled.extend(aggregate_group_triggers(group, folded.get(key, []), group[0].parent in reacting))
@@ -76,15 +76,12 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
 
 def _reacting_parents(
     plans: Sequence[Plan],
-    aggregate_groups: dict[tuple[Any, ...], list[AggregatePlan]],
+    by_parent: dict[type[models.Model], list[AggregatePlan]],
     aggregated: dict[type[models.Model], set[str]],
 ) -> set[type[models.Model]]:
     """Parents whose count UPDATE makes dbrules lock further rows: a chained
     rule's grandparent, or the rows a copy of a derived column is copied to."""
-    reacting = {group[0].child for group in aggregate_groups.values()}
-    targets: dict[type[models.Model], set[str]] = defaultdict(set)
-    for group in aggregate_groups.values():
-        targets[group[0].parent] |= {p.target.column for p in group}
+    reacting = {p.child for group in by_parent.values() for p in group}
     for plan in plans:
         if not isinstance(plan, CopyPlan):
             continue
@@ -93,6 +90,6 @@ def _reacting_parents(
             relevant = plan.path[hop + 1].column if hop + 1 < len(plan.path) else plan.source.column
             # The cascade's UPDATE OF skips these (copy_sql._cascade_update_of).
             skipped = aggregated.get(source, set()) - {relevant}
-            if targets.get(source, set()) - skipped:
+            if {p.target.column for p in by_parent.get(source, [])} - skipped:
                 reacting.add(source)
     return reacting
