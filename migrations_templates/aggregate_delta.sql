@@ -6,17 +6,15 @@
 --! key: no aggregate, no grouping (one_row_side.sql, one_row_update.sql).
 --!
 --! Otherwise `deltas` groups the statement's transition rows per parent:
---! rows it removed count with sign -1, rows it added with +1. A first,
---! ungrouped pass finds the lowest and highest parent key with the same
---! delta columns over all rows. When both are the same parent, those are
---! its deltas, applied with a cached, indexed one-row UPDATE. A statement
---! that touches several parents locks them all in primary-key order first,
---! so concurrent writers queue on a hot parent instead of deadlocking, and
---! updates them in one set-based statement: bulk writes stay linear in the
+--! rows it removed count with sign -1, rows it added with +1. The parents
+--! that change are locked in primary-key order, so concurrent writers queue
+--! on a hot parent instead of deadlocking, and updated in one set-based
+--! statement (apply_deltas_merged.sql): bulk writes stay linear in the
 --! number of rows, and the parents' own triggers (a chained rule on a
 --! grandparent) fire once, after every parent lock is held -- updating the
 --! parents one statement at a time would take a grandparent's lock between
---! two parents' and break the order.
+--! two parents' and break the order. Rules that may rescan lock first and
+--! update in a second statement (apply_several_rescan.sql).
 --! A copy whose first hop is this relation is checked here, after the
 --! parents are locked and updated (copy_check.sql; one trigger, one read of
 --! a one-row statement, whose parent UPDATE returns the copy's source).
@@ -32,26 +30,6 @@ IF {{deferred}} THEN
     RETURN NULL;
 END IF;
 {{one_row_branch}}
-<<dbrules_counts>>
-BEGIN
-SELECT min(r.{{fk}}) AS dbrules_low, max(r.{{fk}}) AS dbrules_high,
-       {{delta_columns}}
-  INTO single
-  FROM ({{signed_rows}}) AS r
- WHERE r.{{fk}} IS NOT NULL;
-IF single.dbrules_low IS NULL THEN
-    EXIT dbrules_counts;
-END IF;
-IF single.dbrules_low = single.dbrules_high THEN
-    IF {{single_changed}} THEN
-        {{lock_one}}
-        UPDATE {{parent_table}} AS p
-           SET {{single_assignments}}
-         WHERE p.{{parent_key}} = single.dbrules_low;
-    END IF;
-    EXIT dbrules_counts;
-END IF;
-{{apply_all}}
-END dbrules_counts;
+{{apply_several}}
 {{copy_rows}}
 RETURN NULL;
