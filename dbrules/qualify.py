@@ -126,6 +126,9 @@ def qualify(body: str) -> Optional[str]:
     def at(k: int) -> tuple[str, str]:
         return tokens[significant[k]] if 0 <= k < len(significant) else ("", "")
 
+    # Names the current statement's WITH defines ("WITH d AS (", ", e AS ("):
+    # there a bare name is the CTE, whatever the caller's path holds.
+    ctes: set[str] = set()
     runs: list[set[str]] = [set()]  # operator classes of the current run, per depth
     set_clause: list[bool] = [False]  # inside UPDATE ... SET at this depth
     assignment_next = False  # the next "=" assigns a column (SET a = ..., b = ...)
@@ -149,6 +152,7 @@ def qualify(body: str) -> Optional[str]:
                 assignment_next = True
             if value == ";":
                 set_clause[-1] = False
+                ctes = set()
             continue
         if kind == "label":
             # A PL/pgSQL block label names no operator, but only where a
@@ -189,8 +193,19 @@ def qualify(body: str) -> Optional[str]:
                 return None  # IS [NOT] DISTINCT FROM compares with an implicit =
             if lower == "case" and after[1].lower() != "when":
                 return None  # CASE x WHEN v compares with an implicit =
+            if (
+                kind == "word"
+                and before[1].lower() in {"with", ","}
+                and after[1].lower() == "as"
+                and after2[1] == "("
+                and (before[1].lower() == "with" or ctes)
+            ):
+                ctes.add(lower)  # a CTE's name, not a relation the path resolves
+                continue
             if lower in {"from", "join", "update"} or (lower == "into" and before[1].lower() == "insert"):
-                if not _names_a_relation(lower, after, after2):
+                if not _names_a_relation(lower, after, after2) and not (
+                    after[0] == "word" and after[1].lower() in ctes
+                ):
                     return None
             if lower == "set":
                 set_clause[-1] = assignment_next = True

@@ -34,6 +34,13 @@ Q = "OPERATOR(pg_catalog.{})".format
             "x := 1;\n<<counts>>\nBEGIN\nIF x = 1 THEN\n    EXIT counts;\nEND IF;\nEND counts;",
             f"x := 1;\n<<counts>>\nBEGIN\nIF x {Q('=')} 1 THEN\n    EXIT counts;\nEND IF;\nEND counts;",
         ),
+        # In its own statement a CTE's name is the CTE, not a table.
+        (
+            "WITH d AS (SELECT n.k FROM dbrules_new AS n), e AS (SELECT d.k FROM d) "
+            'UPDATE "s"."t" AS p SET "a" = 1 FROM d JOIN e ON e.k = d.k WHERE p."id" = d.k;',
+            "WITH d AS (SELECT n.k FROM dbrules_new AS n), e AS (SELECT d.k FROM d) "
+            f'UPDATE "s"."t" AS p SET "a" = 1 FROM d JOIN e ON e.k {Q("=")} d.k WHERE p."id" {Q("=")} d.k;',
+        ),
     ],
 )
 def test_qualifies(body, expected):
@@ -63,6 +70,7 @@ def test_qualifies(body, expected):
         "SELECT 1 FROM t",  # a table left to the caller's path
         "UPDATE t SET a = 1",
         "INSERT INTO t VALUES (1)",
+        "WITH d AS (SELECT 1) SELECT 1 FROM d; SELECT 1 FROM d;",  # d is a table again
         "a = $1",
         "(a",
         "a)",
