@@ -50,7 +50,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--read-books", type=int, default=1_000_000, help="children for the read and repair figures")
     parser.add_argument("--read-authors", type=int, default=10_000)
     parser.add_argument("--scaling", default="10000,100000,1000000", help="row counts of the scaling figure")
-    parser.add_argument("--sections", default="bulk,single,statements,reads,repair,scaling")
+    parser.add_argument("--sections", default="bulk,single,statements,reads,repair,scaling,floors")
     parser.add_argument("--chart", type=Path, help="write a PNG chart of the ratios here")
     parser.add_argument("--output", type=Path, help="also write the JSON results here")
     args = parser.parse_args(argv)
@@ -206,6 +206,24 @@ def bench_statements(args: argparse.Namespace, url: str, db: str, progress: Prog
     return summary
 
 
+def bench_floors(args: argparse.Namespace, url: str, db: str, progress: Progress) -> dict[str, Any]:
+    """The bulk statements on the database side against what any exact
+    maintenance must pay (workloads.floors), median of --repeat runs."""
+    runs = []
+    for attempt in range(args.repeat):
+        progress.step(f"floors, run {attempt + 1}")
+        runs.append(worker(url, db, task="floors", n=args.books, parents=args.authors))
+    from bench.workloads import FLOOR_PHASES
+
+    summary: dict[str, Any] = {
+        variant: {phase: median([r[variant][phase] for r in runs]) for phase in FLOOR_PHASES}
+        for variant in ("no rules", "copy lookup only", "dbrules")
+    }
+    summary["parents rewritten"] = median([r["parents rewritten"] for r in runs])
+    summary["drift"] = max(r["drift"] for r in runs)
+    return summary
+
+
 def scaling_cases(args: argparse.Namespace) -> list[tuple[int, int, tuple[str, ...]]]:
     """Rows grow at a fixed number of authors (rules vs. none); then the
     middle size is spread over more and more authors (rules only)."""
@@ -248,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("statements" in sections) * (len(SINGLE_VARIANTS) * (1 + 3 * args.repeat))
         + ("reads" in sections) + ("repair" in sections)
         + ("scaling" in sections) * sum(len(variants) for _, _, variants in scaling)
+        + ("floors" in sections) * args.repeat
     )
     progress = Progress(steps)
     results: dict[str, Any] = {"machine": machine(database), "settings": {
@@ -277,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
                     progress.step(f"scaling {variant}: {n:,} rows over {parents:,} authors")
                     row[variant] = worker(url, db, task="scaling", variant=variant, n=n, parents=parents)
                 results["scaling"].append(row)
+        if "floors" in sections:
+            results["floors"] = bench_floors(args, url, db, progress)
         finished = True
     finally:
         drop_database(db)

@@ -295,3 +295,62 @@ def best_of(action: Callable[[], Any], repeat: int) -> float:
         action()
         timings.append(time.perf_counter() - started)
     return sorted(timings)[len(timings) // 2]
+
+
+# The least any exact maintenance of these rules costs on the database side,
+# built from the no-rules tables: a copy must look its source up for every
+# row it writes (the same SELECT ... INTO dbrules' and the row trigger's copy
+# triggers run), and a count must rewrite every parent a statement touches.
+COPY_ONLY = """
+CREATE FUNCTION dbrules_bench_copy_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT a.name INTO NEW.author_name FROM {author} AS a WHERE a.id = NEW.author_id;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER dbrules_bench_copy_only_ins BEFORE INSERT ON {book}
+    FOR EACH ROW EXECUTE FUNCTION dbrules_bench_copy_only();
+CREATE TRIGGER dbrules_bench_copy_only_upd BEFORE UPDATE OF author_id ON {book}
+    FOR EACH ROW WHEN (OLD.author_id IS DISTINCT FROM NEW.author_id)
+    EXECUTE FUNCTION dbrules_bench_copy_only();
+"""
+FLOOR_PHASES = ["insert", "move", "delete"]
+
+
+def _timed_phases(variant: str, n: int, parents: int) -> dict[str, float]:
+    """One INSERT ... SELECT of n books, a move of n/2, a delete of n/2."""
+    _, book = VARIANTS[variant]
+    reset(variant, parents)
+    seconds = {}
+    started = time.perf_counter()
+    insert_books(book, n, parents)
+    seconds["insert"] = time.perf_counter() - started
+    vacuum(variant)
+    started = time.perf_counter()
+    sql(f"UPDATE {book._meta.db_table} SET author_id = author_id %% %s + 1 WHERE id <= %s", [parents, n // 2])
+    seconds["move"] = time.perf_counter() - started
+    vacuum(variant)
+    started = time.perf_counter()
+    sql(f"DELETE FROM {book._meta.db_table} WHERE id > %s", [n // 2])
+    seconds["delete"] = time.perf_counter() - started
+    return seconds
+
+
+def floors(n: int, parents: int) -> dict[str, Any]:
+    """The bulk statements on the database side for no rules, no rules plus
+    only the copy's per-row lookup, and dbrules; and the cost of rewriting
+    every parent once, which maintaining any count of these rows takes."""
+    author, book = VARIANTS["no rules"]
+    results: dict[str, Any] = {"no rules": _timed_phases("no rules", n, parents)}
+    vacuum("no rules")
+    started = time.perf_counter()
+    sql(f"UPDATE {author._meta.db_table} SET num_books = num_books + 1, "
+        "num_published = num_published + 1, total_pages = total_pages + 1")
+    results["parents rewritten"] = time.perf_counter() - started
+    sql(COPY_ONLY.format(author=author._meta.db_table, book=book._meta.db_table))
+    try:
+        results["copy lookup only"] = _timed_phases("no rules", n, parents)
+    finally:
+        sql("DROP FUNCTION dbrules_bench_copy_only() CASCADE")
+    results["dbrules"] = _timed_phases("dbrules", n, parents)
+    results["drift"] = drift("dbrules")
+    return results
