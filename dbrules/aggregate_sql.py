@@ -446,7 +446,11 @@ def aggregate_group_triggers(
             operation=OPERATIONS[operation],
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
-            declare=[("one", "record"), *([("single", "record")] if rescans else []), *(check.declare if check else [])],
+            declare=[
+                ("one", "record"),
+                *([("single", "record")] if rescans else []),  # apply_several_rescan.sql
+                *(check.declare if check else []),
+            ],
             func=func,
             comment=checked if check else comment,
         )
