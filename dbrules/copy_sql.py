@@ -235,12 +235,7 @@ def copy_check(
     distinct_columns = [quote(c) for c in first_columns] + [quoted_column(p.target) for p in copies]
     distinct = ", ".join(f"n.{c}" for c in distinct_columns)
     rows = "SELECT * FROM dbrules_new"
-    # The DISTINCT reads only the columns it groups, behind OFFSET 0: over
-    # the whole transition row PostgreSQL costed its hash table at the row's
-    # width and, past about 400,000 rows, sorted the rows on disk instead
-    # and JIT-compiled the plan (1M-row insert: 0.95-1.1 s for the check,
-    # 0.35 s hashed).
-    pairs = f"SELECT DISTINCT {distinct} FROM (SELECT {distinct} FROM dbrules_new AS n OFFSET 0) AS n"
+    pairs = f"SELECT DISTINCT {distinct} FROM ({rows}) AS n"
     if operation == "update":
         # An UPDATE checks only the rows whose first hop changed. Their
         # distinct first hops and copies are found once, by an anti-join of
@@ -281,8 +276,8 @@ def copy_check(
         several = (
             "SELECT count(*) AS dbrules_moved, "
             + ", ".join(f"array_agg(n.{c}) AS {moved[c]}" for c in distinct_columns)
-            + f" INTO moved FROM (SELECT DISTINCT {distinct} FROM (SELECT {distinct} FROM dbrules_new AS n "
-            f"WHERE NOT EXISTS (SELECT FROM dbrules_old AS o WHERE o.{pk} = n.{pk} AND {unchanged}) OFFSET 0) AS n) AS n"
+            + f" INTO moved FROM (SELECT DISTINCT {distinct} FROM dbrules_new AS n "
+            f"WHERE NOT EXISTS (SELECT FROM dbrules_old AS o WHERE o.{pk} = n.{pk} AND {unchanged})) AS n"
             + ";\nIF moved.dbrules_moved > 0 THEN\n"
             + textwrap.indent(several, "    ")
             + "\nEND IF;"
