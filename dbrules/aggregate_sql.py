@@ -485,11 +485,8 @@ def aggregate_group_triggers(
         + ", ".join(_merge_column(p, c) for p in plans for c in _delta_columns(p))
         + f" FROM {pending} AS q WHERE q.dbrules_txid = txid_current() GROUP BY q.parent_key"
     )
-    if rescans:
-        # The parked deltas are cleared after it in any case.
-        merged = render("apply_deltas.sql", if_none_locked="", deltas=parked, **common)
-    else:
-        merged = render("apply_deltas_merged.sql", deltas=parked, **common)
+    # The parked deltas are cleared after it in any case.
+    merged = _apply_grouped(parked, rescans, common, if_none_locked="")
     setup = render(
         "pending_table.sql",
         pending_table=pending,
@@ -513,6 +510,16 @@ def aggregate_group_triggers(
     return result
 
 
+def _apply_grouped(deltas: str, rescans: bool, common: dict[str, str], if_none_locked: str) -> str:
+    """Grouped per-parent ``deltas`` applied in key order: in one statement
+    (apply_deltas_merged.sql), or -- for rules that may rescan, whose rescan
+    needs a snapshot taken after the locks -- locked first and updated in a
+    second statement (apply_deltas.sql; ``if_none_locked`` runs between)."""
+    if rescans:
+        return render("apply_deltas.sql", deltas=deltas, if_none_locked=if_none_locked, **common)
+    return render("apply_deltas_merged.sql", deltas=deltas, **common)
+
+
 def _apply_several(
     plans: list[AggregatePlan],
     operation: str,
@@ -533,15 +540,12 @@ def _apply_several(
     whole statement; a two-row insert to one parent costs 7% more, to two
     parents 1% less."""
     if not rescans:
-        return render("apply_deltas_merged.sql", deltas=deltas, **common)
+        return _apply_grouped(deltas, rescans, common, if_none_locked="")
     first = plans[0]
     return render(
         "apply_several_rescan.sql",
-        apply_all=render(
-            "apply_deltas.sql",
-            deltas=deltas,
-            if_none_locked="IF NOT FOUND THEN\n    EXIT dbrules_counts;\nEND IF;",
-            **common,
+        apply_all=_apply_grouped(
+            deltas, rescans, common, if_none_locked="IF NOT FOUND THEN\n    EXIT dbrules_counts;\nEND IF;"
         ),
         lock_one=_rescan_lock(first, operation, "single.dbrules_low"),
         parent_table=common["parent_table"],

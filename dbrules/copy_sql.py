@@ -232,8 +232,8 @@ def copy_check(
     # first statement a session ran: after a large one, each small one
     # scanned the whole parent table (66 ms for a two-row insert beside
     # 200,000 authors, against 0.19 ms).
-    distinct_columns = [quote(c) for c in first_columns] + [quoted_column(p.target) for p in copies]
-    distinct = ", ".join(f"n.{c}" for c in distinct_columns)
+    distinct_names = first_columns + [p.target.column for p in copies]
+    distinct = ", ".join(f"n.{quote(c)}" for c in distinct_names)
     rows = "SELECT * FROM dbrules_new"
     pairs = f"SELECT DISTINCT {distinct} FROM ({rows}) AS n"
     if operation == "update":
@@ -243,16 +243,16 @@ def copy_check(
         # for two 50,000-row transition tables, 12M rows, made PostgreSQL
         # JIT-compile it), and kept in arrays that the locks and the
         # comparison read.
-        moved = {c: quote("moved:" + c.strip('"')) for c in distinct_columns}
+        moved = {c: quote("moved:" + c) for c in distinct_names}
         unchanged = " AND ".join(null_safe_equal(f"o.{quote(c)}", f"n.{quote(c)}") for c in first_columns)
-        pairs = "SELECT " + ", ".join(f"unnest(moved.{moved[c]}) AS {c}" for c in distinct_columns)
+        pairs = "SELECT " + ", ".join(f"unnest(moved.{moved[c]}) AS {quote(c)}" for c in distinct_names)
     locks = []
     for prefix in prefixes:
         if counted and operation == "insert" and len(prefix) == 1:
             continue  # the count has locked every parent of the new rows
         start = f"SELECT n.{quoted_column(prefix[0])} FROM ({rows}) AS n"
         if operation == "update":
-            start = f"SELECT unnest(moved.{moved[quote(prefix[0].column)]})"
+            start = f"SELECT unnest(moved.{moved[prefix[0].column]})"
         keys = _path_keys(prefix, start, one=False)
         last = prefix[-1]
         locks.append(
@@ -275,7 +275,7 @@ def copy_check(
     if operation == "update":
         several = (
             "SELECT count(*) AS dbrules_moved, "
-            + ", ".join(f"array_agg(n.{c}) AS {moved[c]}" for c in distinct_columns)
+            + ", ".join(f"array_agg(n.{quote(c)}) AS {moved[c]}" for c in distinct_names)
             + f" INTO moved FROM (SELECT DISTINCT {distinct} FROM dbrules_new AS n "
             f"WHERE NOT EXISTS (SELECT FROM dbrules_old AS o WHERE o.{pk} = n.{pk} AND {unchanged})) AS n"
             + ";\nIF moved.dbrules_moved > 0 THEN\n"

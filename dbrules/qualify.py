@@ -193,13 +193,8 @@ def qualify(body: str) -> Optional[str]:
                 return None  # IS [NOT] DISTINCT FROM compares with an implicit =
             if lower == "case" and after[1].lower() != "when":
                 return None  # CASE x WHEN v compares with an implicit =
-            if (
-                kind == "word"
-                and before[1].lower() in {"with", ","}
-                and after[1].lower() == "as"
-                and after2[1] == "("
-                and (before[1].lower() == "with" or ctes)
-            ):
+            opens_cte = before[1].lower() == "with" or (before[1] == "," and bool(ctes))
+            if opens_cte and after[1].lower() == "as" and after2[1] == "(":
                 ctes.add(lower)  # a CTE's name, not a relation the path resolves
                 continue
             if lower in {"from", "join", "update"} or (lower == "into" and before[1].lower() == "insert"):
