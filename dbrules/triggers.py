@@ -277,5 +277,6 @@ def fk_key(fk: models.ForeignKey) -> str:
 
 def null_safe_equal(a: str, b: str) -> str:
     """``a`` equals ``b``, NULL equal to NULL (``IS NOT DISTINCT FROM``, which
-    has no pg_catalog-qualified spelling)."""
-    return f"({a} = {b} OR ({a} IS NULL AND {b} IS NULL))"
+    has no pg_catalog-qualified spelling). Never NULL itself, so that its
+    negation is true when one side alone is NULL."""
+    return f"coalesce({a} = {b}, {a} IS NULL AND {b} IS NULL)"

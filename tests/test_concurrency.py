@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from django.db import connections
 from psycopg import errors
 
 import dbrules
-from tests.bookstore.models import Author, Book, Loan, Publisher, Reader, Shelf, ShelfItem, Tag
+from tests.bookstore.models import Author, Book, Depot, Loan, Parcel, Publisher, Reader, Shelf, ShelfItem, Tag
 from tests.conftest import assert_exact, outside_conninfo
 
 SECONDS = float(os.environ.get("DBRULES_LOAD_SECONDS", "3"))
@@ -297,6 +298,52 @@ def test_copy_swapped_onto_a_source_no_count_locks_follows_its_change():
     )
     assert ShelfItem.objects.get(pk=item.pk).shelf_name == "Renamed"
     assert_exact(Shelf, ShelfItem)
+
+
+# One field of the depot changes, from one value to another: text by min
+# and max (the new value the least of the copies or the greatest, NULL beside
+# values), an integer, a boolean, and a uuid (grouped by value).
+DEPOT_CHANGES = {
+    "name to a lesser value": ("name", "Beta", "Alpha"),
+    "name to a greater value": ("name", "Alpha", "Beta"),
+    "name to NULL": ("name", "Alpha", None),
+    "name from NULL": ("name", None, "Alpha"),
+    "priority to a greater value": ("priority", 1, 2),
+    "is_open to false": ("is_open", True, False),
+    "code to NULL": ("code", uuid.UUID(int=1), None),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("change", DEPOT_CHANGES)
+@pytest.mark.parametrize("write", ["insert", "move", "insert one"])
+def test_copies_of_one_source_that_differ_within_a_statement_are_rechecked(write, change):
+    """One statement writes two parcels of the same depot, and the depot
+    changes between the two rows: the first copies the old value, the
+    second the new. The copy check then meets copies of one first hop that
+    differ, and rewrites the stale one. A one-row insert copies the old
+    value alone, and its check rewrites it."""
+    field, before, after = DEPOT_CHANGES[change]
+    depot = Depot.objects.create(**{field: before})
+    elsewhere = Depot.objects.create(name="Elsewhere")
+    table = Parcel._meta.db_table
+    # The second row is written 0.8 s after the first; the change commits
+    # in between (_while_source_changes waits half a second).
+    later = "pg_catalog.pg_sleep(0.8)::text = ''"
+    rows = 2
+    if write == "insert one":
+        sql, params, rows = f"INSERT INTO {table} (depot_id) VALUES (%s)", [depot.pk], 1
+    elif write == "insert":
+        sql = f"INSERT INTO {table} (depot_id) SELECT %s FROM generate_series(1, 2) AS g WHERE g = 1 OR {later}"
+        params = [depot.pk]
+    else:
+        first, second = Parcel.objects.create(depot=elsewhere), Parcel.objects.create(depot=elsewhere)
+        sql = f"UPDATE {table} SET depot_id = %s WHERE id IN (%s, %s) AND (id = %s OR {later})"
+        params = [depot.pk, first.pk, second.pk, first.pk]
+    _while_source_changes(f"UPDATE {Depot._meta.db_table} SET {field} = %s WHERE id = %s", [after, depot.pk], sql, params)
+    copy = {"name": "depot_name", "code": "depot_code", "priority": "depot_priority", "is_open": "depot_open"}[field]
+    assert list(Parcel.objects.filter(depot=depot).values_list(copy, flat=True)) == [after] * rows
+    assert_exact(Parcel)
 
 
 def _move_back_and_forth(table: str, column: str, moves: list[tuple[int, int, int]]) -> Counter:

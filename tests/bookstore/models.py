@@ -150,3 +150,30 @@ class ShelfItem(models.Model):
 
     class Meta:
         rules = [dbrules.Derived("shelf_name", F("shelf__name"))]
+
+
+class Depot(models.Model):
+    """Sources of copies of several column types, none of them counted: the
+    copy check compares by min and max where the type has them (text,
+    integer, boolean) and groups by the value where it has not (uuid)."""
+
+    name = models.CharField(max_length=100, null=True)
+    code = models.UUIDField(null=True)
+    priority = models.IntegerField(default=0)
+    is_open = models.BooleanField(default=True)
+
+
+class Parcel(models.Model):
+    depot = models.ForeignKey(Depot, related_name="parcels", null=True, on_delete=models.SET_NULL)
+    depot_name = models.CharField(max_length=100, null=True)
+    depot_code = models.UUIDField(null=True)
+    depot_priority = models.IntegerField(null=True)
+    depot_open = models.BooleanField(null=True)
+
+    class Meta:
+        rules = [
+            dbrules.Derived("depot_name", F("depot__name")),
+            dbrules.Derived("depot_code", F("depot__code")),
+            dbrules.Derived("depot_priority", F("depot__priority")),
+            dbrules.Derived("depot_open", F("depot__is_open")),
+        ]
