@@ -5,12 +5,13 @@ every table along a copy's path.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pgtrigger
-from django.db import models
+from django.db import connections, models
 
 from dbrules.analysis import CopyPlan, Plan, RowPlan
 from dbrules.sqlrender import literal, quote, render, render_expression, table
@@ -147,6 +148,24 @@ def row_triggers(model: type[models.Model], plans: list[Plan]) -> list[CompiledT
     ]
 
 
+# Column types with min() and max() in PostgreSQL: a copy into one of them
+# is compared by its extremes (``copy_check``); booleans by bool_and and
+# bool_or. Named as Django's PostgreSQL backend spells them, less modifiers.
+_ORDERED_TYPES = frozenset({
+    "smallint", "integer", "bigint", "numeric", "real", "double precision", "money",
+    "varchar", "char", "text", "date", "time", "timestamp", "timestamp with time zone", "interval", "inet",
+})
+
+
+def _extremes(field: models.Field) -> tuple[str, str] | None:
+    """The aggregates giving the least and greatest value of ``field``'s
+    column, or None when its type has none (uuid, jsonb, arrays, bytea)."""
+    kind = re.sub(r"\(.*?\)", "", field.db_type(connections["default"]) or "").strip().lower()
+    if kind == "boolean":
+        return ("bool_and", "bool_or")
+    return ("min", "max") if kind in _ORDERED_TYPES else None
+
+
 def checked_copies(plans: list[Plan], deferred_parents: set[type[models.Model]]) -> list[CopyPlan]:
     """The copies of one model that a copy check covers (copy_check.sql).
 
@@ -211,9 +230,6 @@ def copy_check(
         value = f"{alias[plan.path]}.{quoted_column(plan.source)}"
         return value if plan.empty_value is None else f"coalesce({value}, {literal(plan.empty_value)})"
 
-    compared = ", ".join(
-        f"n.{quoted_column(plan.target)} AS stored_{i}, {source(plan)} AS source_{i}" for i, plan in enumerate(copies)
-    )
     rewrite = {
         "child_table": table(model),
         "pk": pk,
@@ -225,27 +241,58 @@ def copy_check(
             f"NOT {null_safe_equal(f'c.{quoted_column(p.target)}', _lookup_sql(p, 'c'))}" for p in copies
         ),
     }
-    # Compared per distinct first hop and stored copy, not per row: with no
-    # statistics on a transition table PostgreSQL estimates at most 200
-    # groups, so the cached plan of this join suits a statement of 2 rows and
-    # one of 100,000 alike. Joined row by row, its plan was fixed by the
-    # first statement a session ran: after a large one, each small one
-    # scanned the whole parent table (66 ms for a two-row insert beside
-    # 200,000 authors, against 0.19 ms).
-    distinct_names = first_columns + [p.target.column for p in copies]
-    distinct = ", ".join(f"n.{quote(c)}" for c in distinct_names)
+    # Compared per first hop, not per row: with no statistics on a
+    # transition table PostgreSQL estimates at most 200 groups, so the cached
+    # plan of this join suits a statement of 2 rows and one of 100,000
+    # alike. Joined row by row, its plan was fixed by the first statement a
+    # session ran: after a large one, each small one scanned the whole parent
+    # table (66 ms for a two-row insert beside 200,000 authors, against
+    # 0.19 ms). Grouping by the stored copy too, PostgreSQL estimates 200
+    # groups per column, 40,000 for the pair: past about 400,000 rows it
+    # sorted them on disk and JIT-compiled the query (0.9 s of a
+    # 1,000,000-row insert, against 0.5 s grouped by the hop alone). So a
+    # copy whose type has min and max is reduced to them (``_extremes``), at
+    # about 0.5% more instructions for a 20,000-row insert, and only the
+    # others are grouped on.
+    summary, compared, stale = list(first_columns), [], []
+    aggregates: dict[str, str] = {}  # name: expression, per copy reduced to its extremes
+    for i, plan in enumerate(copies):
+        column = plan.target.column
+        stored = f"n.{quote(column)}"
+        extremes = _extremes(plan.target)
+        if extremes is None:  # grouped on: a type without min and max (uuid, json)
+            summary.append(column)
+            compared.append(f"{stored} AS stored_{i}, {source(plan)} AS source_{i}")
+            stale.append(f"NOT {null_safe_equal(f'x.stored_{i}', f'x.source_{i}')}")
+            continue
+        # Every stored copy equals the source: both extremes equal it, and
+        # where the column takes NULL (which min and max skip) none is NULL,
+        # or all are where the source is.
+        parts = ("low", "high", "null") if plan.target.null else ("low", "high")
+        names = {part: f"{part}:{column}" for part in parts}
+        aggregates[names["low"]] = f"{extremes[0]}({stored})"
+        aggregates[names["high"]] = f"{extremes[1]}({stored})"
+        same = f"x.low_{i} = x.source_{i} AND x.high_{i} = x.source_{i}"
+        if plan.target.null:
+            aggregates[names["null"]] = f"bool_or({stored} IS NULL)"
+            same = f"(x.source_{i} IS NULL AND x.low_{i} IS NULL) OR (NOT x.null_{i} AND {same})"
+        selected = [f"n.{quote(name)} AS {part}_{i}" for part, name in names.items()]
+        compared.append(", ".join(selected + [f"{source(plan)} AS source_{i}"]))
+        stale.append(f"NOT coalesce({same}, false)")
+    group = ", ".join(f"n.{quote(c)}" for c in summary)
+    summarised = ", ".join([group] + [f"{expression} AS {quote(name)}" for name, expression in aggregates.items()])
+    summary += list(aggregates)
     rows = "SELECT * FROM dbrules_new"
-    pairs = f"SELECT DISTINCT {distinct} FROM ({rows}) AS n"
+    pairs = f"SELECT {summarised} FROM ({rows}) AS n GROUP BY {group}"
     if operation == "update":
         # An UPDATE checks only the rows whose first hop changed. Their
-        # distinct first hops and copies are found once, by an anti-join of
-        # the new rows with the unchanged old ones (an inner join's estimate
-        # for two 50,000-row transition tables, 12M rows, made PostgreSQL
-        # JIT-compile it), and kept in arrays that the locks and the
-        # comparison read.
-        moved = {c: quote("moved:" + c) for c in distinct_names}
+        # groups are found once, by an anti-join of the new rows with the
+        # unchanged old ones (an inner join's estimate for two 50,000-row
+        # transition tables, 12M rows, made PostgreSQL JIT-compile it), and
+        # kept in arrays that the locks and the comparison read.
+        moved = {c: quote("moved:" + c) for c in summary}
         unchanged = " AND ".join(null_safe_equal(f"o.{quote(c)}", f"n.{quote(c)}") for c in first_columns)
-        pairs = "SELECT " + ", ".join(f"unnest(moved.{moved[c]}) AS {quote(c)}" for c in distinct_names)
+        pairs = "SELECT " + ", ".join(f"unnest(moved.{moved[c]}) AS {quote(c)}" for c in summary)
     locks = []
     for prefix in prefixes:
         if counted and operation == "insert" and len(prefix) == 1:
@@ -264,8 +311,9 @@ def copy_check(
         "copy_check_rows.sql",
         locks="\n".join(locks),
         stale_keys=", ".join(f"array_agg(x.{quote(c)}) AS {keys[c]}" for c in first_columns),
-        compare=f"SELECT {distinct}, {compared} FROM ({pairs}) AS n {joins}",
-        stale=" OR ".join(f"NOT {null_safe_equal(f'x.stored_{i}', f'x.source_{i}')}" for i in range(len(copies))),
+        compare=f"SELECT {', '.join(f'n.{quote(c)}' for c in first_columns)}, {', '.join(compared)} "
+        f"FROM ({pairs}) AS n {joins}",
+        stale=" OR ".join(stale),
         # Rows of the statement that copy from a stale first hop; the
         # UPDATE's own test keeps those whose copy is right as they are.
         stale_rows=f"SELECT n.{pk} FROM dbrules_new AS n WHERE "
@@ -275,9 +323,10 @@ def copy_check(
     if operation == "update":
         several = (
             "SELECT count(*) AS dbrules_moved, "
-            + ", ".join(f"array_agg(n.{quote(c)}) AS {moved[c]}" for c in distinct_names)
-            + f" INTO moved FROM (SELECT DISTINCT {distinct} FROM dbrules_new AS n "
-            f"WHERE NOT EXISTS (SELECT FROM dbrules_old AS o WHERE o.{pk} = n.{pk} AND {unchanged})) AS n"
+            + ", ".join(f"array_agg(n.{quote(c)}) AS {moved[c]}" for c in summary)
+            + f" INTO moved FROM (SELECT {summarised} FROM dbrules_new AS n "
+            f"WHERE NOT EXISTS (SELECT FROM dbrules_old AS o WHERE o.{pk} = n.{pk} AND {unchanged}) "
+            f"GROUP BY {group}) AS n"
             + ";\nIF moved.dbrules_moved > 0 THEN\n"
             + textwrap.indent(several, "    ")
             + "\nEND IF;"
