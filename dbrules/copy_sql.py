@@ -254,14 +254,15 @@ def copy_check(
     # copy whose type has min and max is reduced to them (``_extremes``), at
     # about 0.5% more instructions for a 20,000-row insert, and only the
     # others are grouped on.
-    summary, compared, stale = list(first_columns), [], []
+    group_columns = list(first_columns)
     aggregates: dict[str, str] = {}  # name: expression, per copy reduced to its extremes
+    compared, stale = [], []
     for i, plan in enumerate(copies):
         column = plan.target.column
         stored = f"n.{quote(column)}"
         extremes = _extremes(plan.target)
         if extremes is None:  # grouped on: a type without min and max (uuid, json)
-            summary.append(column)
+            group_columns.append(column)
             compared.append(f"{stored} AS stored_{i}, {source(plan)} AS source_{i}")
             stale.append(f"NOT {null_safe_equal(f'x.stored_{i}', f'x.source_{i}')}")
             continue
@@ -279,9 +280,9 @@ def copy_check(
         selected = [f"n.{quote(name)} AS {part}_{i}" for part, name in names.items()]
         compared.append(", ".join(selected + [f"{source(plan)} AS source_{i}"]))
         stale.append(f"NOT coalesce({same}, false)")
-    group = ", ".join(f"n.{quote(c)}" for c in summary)
+    group = ", ".join(f"n.{quote(c)}" for c in group_columns)
     summarised = ", ".join([group] + [f"{expression} AS {quote(name)}" for name, expression in aggregates.items()])
-    summary += list(aggregates)
+    summary = group_columns + list(aggregates)  # the columns of one group: what an UPDATE keeps in arrays
     rows = "SELECT * FROM dbrules_new"
     pairs = f"SELECT {summarised} FROM ({rows}) AS n GROUP BY {group}"
     if operation == "update":
