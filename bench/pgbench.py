@@ -10,22 +10,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SCRIPTS = {
-    "insert": (
-        "\\set a random(1, {parents})\n"
-        "INSERT INTO {book} (author_id, title, pages, published, author_name) "
-        "VALUES (:a, 'pgbench', :client_id, true, '');\n"
-    ),
-    "update": (
-        "\\set b random(1, {books})\n"
-        "UPDATE {book} SET pages = pages + 1, published = NOT published WHERE id = :b;\n"
-    ),
-    "move": (
-        "\\set b random(1, {books})\n"
-        "\\set a random(1, {parents})\n"
-        "UPDATE {book} SET author_id = :a WHERE id = :b;\n"
-    ),
-}
+SCRIPTS = ["insert", "update", "move"]  # workloads.STATEMENTS
+
+
+def script_text(variant: str, script: str, parents: int, books: int) -> str:
+    """A pgbench script of ``script``'s statement on ``variant``'s tables:
+    a random author and book, and the client's id as the page count."""
+    from bench.workloads import statement_for
+
+    statement = statement_for(variant, script, a=":a", b=":b", pages=":client_id")
+    draws = [f"\\set b random(1, {books})"] * (":b" in statement)
+    draws += [f"\\set a random(1, {parents})"] * (":a" in statement)
+    return "\n".join(draws + [statement + ";"]) + "\n"
 
 
 def pgbench_binary() -> str:
@@ -47,10 +43,11 @@ def pgbench_binary() -> str:
     return found
 
 
-def run(database: dict[str, Any], script: str, seconds: int, clients: int, **names: Any) -> tuple[float, int]:
-    """Transactions per second of ``script`` (a key of SCRIPTS) for
-    ``seconds``, and the number of transactions that failed (a deadlock is
-    retried up to 10 times before it counts as failed)."""
+def run(database: dict[str, Any], variant: str, script: str, seconds: int, clients: int,
+        parents: int, books: int) -> tuple[float, int]:
+    """Transactions per second of ``script`` (one of SCRIPTS) on
+    ``variant``'s tables for ``seconds``, and the number of transactions
+    that failed (a deadlock is retried up to 10 times before it counts)."""
     env = {
         **os.environ,
         "PGHOST": database["HOST"] or "localhost",
@@ -60,7 +57,7 @@ def run(database: dict[str, Any], script: str, seconds: int, clients: int, **nam
         "PGDATABASE": database["NAME"],
     }
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
-        handle.write(SCRIPTS[script].format(**names))
+        handle.write(script_text(variant, script, parents, books))
     try:
         out = subprocess.run(
             [pgbench_binary(), "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1)),

@@ -208,7 +208,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         w = 0.8 / max(1, len(others))
         for i, variant in enumerate(others):
             right.bar([p + i * w for p in range(len(scripts))], [single[variant]["ratios"][s] for s in scripts], w,
-                      label=variant, color=f"C{variants.index(variant) if variant in variants else i}")
+                      label=variant, color=f"C{variants.index(variant)}" if variant in variants else "gray")
         right.axhline(1.0, color="black", linewidth=0.8)
         right.axhline(TARGETS["single"], color="red", linestyle="--", linewidth=0.8, label=f"target {TARGETS['single']}x")
         right.set_xticks([p + w * (len(others) - 1) / 2 for p in range(len(scripts))])

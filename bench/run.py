@@ -17,7 +17,7 @@ from typing import Any
 from bench import report
 
 BULK_VARIANTS = ["no rules", "dbrules", "row trigger", "signals", "computedfields"]
-SINGLE_VARIANTS = ["no rules", "dbrules", "row trigger"]
+SINGLE_VARIANTS = ["no rules", "dbrules", "row trigger", "floor"]
 PER_ROW_VARIANTS = {"signals"}  # one save() per row: run on a fraction, scaled
 ONCE_VARIANTS = {"signals", "computedfields"}  # minutes per run: measured once
 
@@ -159,10 +159,9 @@ def bench_single(args: argparse.Namespace, url: str, db: str, database: dict[str
     from bench import pgbench
 
     books = args.books
-    tables = {}
     for variant in SINGLE_VARIANTS:
         progress.step(f"single-row setup {variant}")
-        tables[variant] = worker(url, db, task="single_row_setup", variant=variant, n=books, parents=args.authors)
+        worker(url, db, task="single_row_setup", variant=variant, n=books, parents=args.authors)
     tps: dict[str, dict[str, list[float]]] = {v: {s: [] for s in pgbench.SCRIPTS} for v in SINGLE_VARIANTS}
     failed: dict[str, dict[str, int]] = {v: {s: 0 for s in pgbench.SCRIPTS} for v in SINGLE_VARIANTS}
     for attempt in range(args.repeat):
@@ -170,8 +169,8 @@ def bench_single(args: argparse.Namespace, url: str, db: str, database: dict[str
             for variant in SINGLE_VARIANTS:
                 progress.step(f"pgbench {script} {variant}, run {attempt + 1}")
                 rate, failures = pgbench.run(
-                    {**database, "NAME": db}, script, args.seconds, args.clients,
-                    book=tables[variant]["book_table"], parents=args.authors, books=books,
+                    {**database, "NAME": db}, variant, script, args.seconds, args.clients,
+                    parents=args.authors, books=books,
                 )
                 tps[variant][script].append(rate)
                 failed[variant][script] += failures

@@ -3,7 +3,9 @@
 Every author keeps a count, a filtered count and a sum of its books; every
 book copies its author's name. The variants differ only in who maintains
 them: nobody (the reference), dbrules, a hand-written row-level trigger
-(migration 0002), Django signals (signals.py), django-computedfields.
+(migration 0002), Django signals (signals.py), django-computedfields, and
+the single-row floor: statements that carry their own maintenance
+(bench/workloads.py).
 """
 
 from __future__ import annotations
@@ -72,6 +74,25 @@ class RowBook(models.Model):
     author_name = models.CharField(max_length=100, default="")
 
 
+class FloorAuthor(models.Model):
+    name = models.CharField(max_length=100)
+    num_books = models.IntegerField(default=0)
+    num_published = models.IntegerField(default=0)
+    total_pages = models.BigIntegerField(default=0)
+
+
+class FloorBook(models.Model):
+    """No trigger: each single-row benchmark statement updates the author and
+    copies its name in the same statement (workloads.FLOOR_STATEMENTS), the
+    least an exact maintenance of these rules can do per write."""
+
+    author = models.ForeignKey(FloorAuthor, related_name="books", on_delete=models.CASCADE)
+    title = models.CharField(max_length=100)
+    pages = models.IntegerField(default=0)
+    published = models.BooleanField(default=False)
+    author_name = models.CharField(max_length=100, default="")
+
+
 class SignalAuthor(models.Model):
     name = models.CharField(max_length=100)
     num_books = models.IntegerField(default=0)
@@ -122,4 +143,5 @@ VARIANTS: dict[str, tuple[type[models.Model], type[models.Model]]] = {
     "row trigger": (RowAuthor, RowBook),
     "signals": (SignalAuthor, SignalBook),
     "computedfields": (ComputedAuthor, ComputedBook),
+    "floor": (FloorAuthor, FloorBook),
 }
