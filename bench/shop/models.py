@@ -17,26 +17,41 @@ from django.db.models import Count, F, Q, Sum
 import dbrules
 
 
-class PlainAuthor(models.Model):
+class Author(models.Model):
+    """The columns every variant's author has; who keeps the last three
+    right is what the variants differ in."""
+
     name = models.CharField(max_length=100)
     num_books = models.IntegerField(default=0)
     num_published = models.IntegerField(default=0)
     total_pages = models.BigIntegerField(default=0)
 
+    class Meta:
+        abstract = True
 
-class PlainBook(models.Model):
-    author = models.ForeignKey(PlainAuthor, related_name="books", on_delete=models.CASCADE)
+
+class Book(models.Model):
+    """Every variant's book columns but its author (each variant's own)."""
+
     title = models.CharField(max_length=100)
     pages = models.IntegerField(default=0)
     published = models.BooleanField(default=False)
     author_name = models.CharField(max_length=100, default="")
 
+    class Meta:
+        abstract = True
 
-class RulesAuthor(models.Model):
-    name = models.CharField(max_length=100)
-    num_books = models.IntegerField(default=0)  # indexed by the read benchmark only
-    num_published = models.IntegerField(default=0)
-    total_pages = models.BigIntegerField(default=0)
+
+class PlainAuthor(Author):
+    pass
+
+
+class PlainBook(Book):
+    author = models.ForeignKey(PlainAuthor, related_name="books", on_delete=models.CASCADE)
+
+
+class RulesAuthor(Author):
+    """Maintained by dbrules; the read benchmark alone adds an index on num_books."""
 
     class Meta:
         rules = [
@@ -46,68 +61,43 @@ class RulesAuthor(models.Model):
         ]
 
 
-class RulesBook(models.Model):
+class RulesBook(Book):
     author = models.ForeignKey(RulesAuthor, related_name="books", on_delete=models.CASCADE)
-    title = models.CharField(max_length=100)
-    pages = models.IntegerField(default=0)
-    published = models.BooleanField(default=False)
-    author_name = models.CharField(max_length=100, default="")
 
     class Meta:
         rules = [dbrules.Derived("author_name", F("author__name"))]
 
 
-class RowAuthor(models.Model):
-    name = models.CharField(max_length=100)
-    num_books = models.IntegerField(default=0)
-    num_published = models.IntegerField(default=0)
-    total_pages = models.BigIntegerField(default=0)
+class RowAuthor(Author):
+    pass
 
 
-class RowBook(models.Model):
+class RowBook(Book):
     """Maintained by the row-level triggers of migration 0002."""
 
     author = models.ForeignKey(RowAuthor, related_name="books", on_delete=models.CASCADE)
-    title = models.CharField(max_length=100)
-    pages = models.IntegerField(default=0)
-    published = models.BooleanField(default=False)
-    author_name = models.CharField(max_length=100, default="")
 
 
-class FloorAuthor(models.Model):
-    name = models.CharField(max_length=100)
-    num_books = models.IntegerField(default=0)
-    num_published = models.IntegerField(default=0)
-    total_pages = models.BigIntegerField(default=0)
+class FloorAuthor(Author):
+    pass
 
 
-class FloorBook(models.Model):
+class FloorBook(Book):
     """No trigger: each single-row benchmark statement updates the author and
     copies its name in the same statement (workloads.FLOOR_STATEMENTS), the
     least an exact maintenance of these rules can do per write."""
 
     author = models.ForeignKey(FloorAuthor, related_name="books", on_delete=models.CASCADE)
-    title = models.CharField(max_length=100)
-    pages = models.IntegerField(default=0)
-    published = models.BooleanField(default=False)
-    author_name = models.CharField(max_length=100, default="")
 
 
-class SignalAuthor(models.Model):
-    name = models.CharField(max_length=100)
-    num_books = models.IntegerField(default=0)
-    num_published = models.IntegerField(default=0)
-    total_pages = models.BigIntegerField(default=0)
+class SignalAuthor(Author):
+    pass
 
 
-class SignalBook(models.Model):
+class SignalBook(Book):
     """Maintained by the receivers in signals.py."""
 
     author = models.ForeignKey(SignalAuthor, related_name="books", on_delete=models.CASCADE)
-    title = models.CharField(max_length=100)
-    pages = models.IntegerField(default=0)
-    published = models.BooleanField(default=False)
-    author_name = models.CharField(max_length=100, default="")
 
 
 class ComputedAuthor(ComputedFieldsModel):
