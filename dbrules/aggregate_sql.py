@@ -21,7 +21,7 @@ from django.db import models
 
 from dbrules.analysis import AggregatePlan, CopyPlan
 from dbrules.copy_sql import CopyCheck, copy_check
-from dbrules.sqlrender import literal, quote, render, render_condition, table
+from dbrules.sqlrender import column_type, literal, quote, render, render_condition, table
 from dbrules.triggers import (
     OPERATIONS,
     REFERENCING,
@@ -219,14 +219,11 @@ def _merge_column(plan: AggregatePlan, column: str) -> str:
 
 def _pending_columns(plan: AggregatePlan) -> list[tuple[str, str]]:
     """(quoted column, SQL type) of ``plan``'s columns in the pending table."""
-    from django.db import connections
-
-    connection = connections["default"]
     columns = []
     for text in _delta_columns(plan):
         name = text.split(" AS ")[-1]
         if plan.function in {"min", "max"}:
-            kind = plan.value.db_type(connection)
+            kind = column_type(plan.value)
         elif plan.function == "sum" and not name.endswith(('__removed"', '__added"')):
             kind = "numeric"
         else:
@@ -390,8 +387,6 @@ def aggregate_group_triggers(
     """The statement triggers of rules over one relation; ``copies``: the
     child's copies whose first hop is that relation, whose check they run;
     ``reacting``: updating the parent locks further rows."""
-    from django.db import connections
-
     first = plans[0]
     parent, child, fk = first.parent, first.child, first.fk
     parent_key = quoted_column(first.parent_key)
@@ -479,7 +474,6 @@ def aggregate_group_triggers(
         )
     )
     # Deferred mode: the pending table and the commit-time apply trigger.
-    connection = connections["default"]
     parked = (
         "SELECT q.parent_key, "
         + ", ".join(_merge_column(p, c) for p in plans for c in _delta_columns(p))
@@ -491,7 +485,7 @@ def aggregate_group_triggers(
         "pending_table.sql",
         pending_table=pending,
         pending_index=quote(f"pending_{digest}_txid"),
-        parent_key_type=fk.db_type(connection),
+        parent_key_type=column_type(fk),
         pending_column_types=",\n    ".join(f"{name} {kind}" for name, kind in pending_columns),
     )
     apply = RuleTrigger(

@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pgtrigger
-from django.db import connections, models
+from django.db import models
 
 from dbrules.analysis import CopyPlan, Plan, RowPlan
-from dbrules.sqlrender import literal, quote, render, render_expression, table
+from dbrules.sqlrender import column_type, literal, quote, render, render_expression, table
 from dbrules.triggers import (
     OPERATIONS,
     REFERENCING,
@@ -160,7 +160,7 @@ _ORDERED_TYPES = frozenset({
 def _extremes(field: models.Field) -> tuple[str, str] | None:
     """The aggregates giving the least and greatest value of ``field``'s
     column, or None when its type has none (uuid, jsonb, arrays, bytea)."""
-    kind = re.sub(r"\(.*?\)", "", field.db_type(connections["default"]) or "").strip().lower()
+    kind = re.sub(r"\(.*?\)", "", column_type(field) or "").strip().lower()
     if kind == "boolean":
         return ("bool_and", "bool_or")
     return ("min", "max") if kind in _ORDERED_TYPES else None

@@ -73,6 +73,13 @@ def table(model: type[Model]) -> str:
     return f"{quote(schema())}.{quote(name)}"
 
 
+def column_type(field: Any) -> str:
+    """``field``'s column type as Django's PostgreSQL backend writes it
+    (``varchar(100)``, ``bigint``); every database dbrules compiles for is
+    PostgreSQL, so the default connection's spelling is everyone's."""
+    return field.db_type(connections["default"])
+
+
 def literal(value: Any) -> str:
     return pgsql.Literal(value).as_string(None)
 
