@@ -1,0 +1,118 @@
+"""A parent whose value is computed from children that are already there:
+one inserted after its children, and one whose key changes. Both in
+immediate mode and in deferred mode, where the transaction's own deltas are
+still parked when the parent computes its value."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection, transaction
+
+import dbrules
+from tests.bookstore.models import Author, Book, Publisher, Tag
+from tests.conftest import assert_exact
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+AUTHOR, BOOK, PUBLISHER = Author._meta.db_table, Book._meta.db_table, Publisher._meta.db_table
+BOOK_COLUMNS = "author_id, title, pages, published, author_name, title_key, label, size, weight_grams, num_tags"
+
+
+def sql(statement: str, params: list | tuple = ()) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+
+
+def raw_book(author_id: int, pages: int = 3) -> None:
+    sql(f"INSERT INTO {BOOK} ({BOOK_COLUMNS}) VALUES (%s, 't', %s, true, '', '', '', '', 0, 0)", [author_id, pages])
+
+
+def stored(pk: int) -> tuple[int, int, int]:
+    return Author.objects.filter(pk=pk).values_list("num_books", "num_published", "total_pages").get()
+
+
+def author_with_books(name: str = "Ann", count: int = 3, publisher: Publisher | None = None) -> Author:
+    author = Author.objects.create(name=name, publisher=publisher)
+    Book.objects.bulk_create(
+        [Book(author=author, title=f"b{i}", pages=100 * (i + 1), published=True) for i in range(count)]
+    )
+    return author
+
+
+@pytest.mark.parametrize("children_first", [False, True], ids=["parent first", "children first"])
+def test_renumbering_a_parent_and_its_children(children_first):
+    publisher = Publisher.objects.create(name="P", country="fr")
+    ann = author_with_books(count=3, publisher=publisher)  # standing "established", copied onto books
+    old, new = ann.pk, ann.pk + 1000
+    steps = [
+        (f"UPDATE {AUTHOR} SET id = %s WHERE id = %s", [new, old]),
+        (f"UPDATE {BOOK} SET author_id = %s WHERE author_id = %s", [new, old]),
+    ]
+    with transaction.atomic():  # the ForeignKey is checked at commit
+        for statement, params in reversed(steps) if children_first else steps:
+            sql(statement, params)
+    assert stored(new) == (3, 3, 600)
+    assert set(Book.objects.values_list("author_id", "author_name", "author_standing")) == {
+        (new, "Ann", "established")
+    }
+    assert_exact(Publisher, Author, Book)
+
+
+def test_renumbering_a_parent_with_no_children_takes_the_new_keys_children():
+    ann, bob = author_with_books("Ann", count=2), Author.objects.create(name="Bob")
+    with transaction.atomic():
+        # Bob leaves his key; Ann's books stay where they are, and Bob takes
+        # a key that nobody's children carry.
+        sql(f"UPDATE {AUTHOR} SET id = id + 1000 WHERE id = %s", [bob.pk])
+        sql(f"UPDATE {AUTHOR} SET name = 'Ann again' WHERE id = %s", [ann.pk])
+    assert stored(bob.pk + 1000) == (0, 0, 0)
+    assert stored(ann.pk) == (2, 2, 300)
+    assert_exact(Author, Book)
+
+
+def test_renumbering_a_tag_of_a_many_to_many_relation():
+    tag = Tag.objects.create(name="t")
+    ann = author_with_books(count=2)
+    tag.books.set(Book.objects.filter(author=ann))
+    through = Book.tags.through._meta.db_table
+    with transaction.atomic():
+        sql(f"UPDATE {through} SET tag_id = tag_id + 1000 WHERE tag_id = %s", [tag.pk])
+        sql(f"UPDATE {Tag._meta.db_table} SET id = id + 1000 WHERE id = %s", [tag.pk])
+    assert Tag.objects.get(pk=tag.pk + 1000).num_books == 2
+    assert_exact(Tag, Book)
+
+
+def test_deferred_parent_inserted_after_its_children():
+    with dbrules.deferred():
+        raw_book(5000, pages=3)
+        raw_book(5000, pages=4)
+        Author.objects.create(pk=5000, name="Late")
+    assert stored(5000) == (2, 2, 7)
+    assert_exact(Author, Book)
+
+
+def test_deferred_parent_inserted_after_its_children_in_a_longer_transaction():
+    """The block that parked the deltas has ended; the transaction has not."""
+    with transaction.atomic():
+        with dbrules.deferred():
+            raw_book(5000)
+        Author.objects.create(pk=5000, name="Late")
+        raw_book(5000)  # counted at once: the block is over
+    assert stored(5000)[0] == 2
+    assert_exact(Author, Book)
+
+
+@pytest.mark.parametrize("children_first", [False, True], ids=["parent first", "children first"])
+def test_deferred_renumbering(children_first):
+    ann = author_with_books(count=3)
+    old, new = ann.pk, ann.pk + 1000
+    steps = [
+        lambda: sql(f"UPDATE {AUTHOR} SET id = %s WHERE id = %s", [new, old]),
+        lambda: sql(f"UPDATE {BOOK} SET author_id = %s WHERE author_id = %s", [new, old]),
+    ]
+    with dbrules.deferred():
+        raw_book(old)  # parked for the old key
+        for step in reversed(steps) if children_first else steps:
+            step()
+    assert stored(new) == (4, 4, 603)
+    assert_exact(Author, Book)
