@@ -236,12 +236,26 @@ class CompiledTrigger:
     plans: tuple[Plan, ...]
 
 
+ROLE_WIDTH = 7  # the longest last part: "compute", "row_ins", "row_upd"
+
+
 def trigger_name(*parts: str) -> str:
+    """``dbrules_<parts>``; the last part names the trigger's role.
+
+    PostgreSQL fires a table's triggers of one timing and event in name
+    order, and a model's BEFORE triggers rely on it: ``compute`` before
+    ``row_ins`` and ``guard`` before ``row_upd``, so that same-row rules see
+    the counts. A name too long for pgtrigger is shortened in its subject,
+    to the same width and digest for every role of that subject, and keeps
+    the role at the end: the order stays the roles' order."""
     name = "_".join(["dbrules", *parts]).lower()
     if len(name) <= NAME_LIMIT:
         return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return f"{name[: NAME_LIMIT - 9]}_{digest}"
+    *subject, role = [part.lower() for part in parts]
+    head = "_".join(["dbrules", *subject])
+    digest = hashlib.sha1(head.encode()).hexdigest()[:8]
+    width = NAME_LIMIT - len(digest) - 2 - max(len(role), ROLE_WIDTH)
+    return f"{head[:width]}_{digest}_{role}"
 
 
 def comment_for(plans: Iterable[Plan]) -> str:
