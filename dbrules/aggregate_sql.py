@@ -37,6 +37,21 @@ from dbrules.triggers import (
 PARKED = "coalesce(current_setting('dbrules.parked', true), '') = 'on'"
 
 
+def relation_groups(plans: Iterable[AggregatePlan]) -> list[list[AggregatePlan]]:
+    """One parent's aggregate plans by relation (child model and foreign
+    key), in the order the triggers and pending tables are built from."""
+    groups: dict[tuple[str, str], list[AggregatePlan]] = defaultdict(list)
+    for plan in plans:
+        groups[(plan.child._meta.label, plan.fk.name)].append(plan)
+    return [groups[key] for key in sorted(groups)]
+
+
+def neutral_parked(plan: AggregatePlan) -> list[str]:
+    """Assignments that make ``plan``'s parked deltas change nothing at commit."""
+    value = "NULL" if plan.function in {"min", "max"} else "0"
+    return [f"{name} = {value}" for name, _ in _pending_columns(plan)]
+
+
 def pending_table(plans: Sequence[AggregatePlan]) -> tuple[str, str]:
     """The pending table of rules over one relation (deferred mode parks
     their deltas there), and the digest that names it."""
@@ -581,10 +596,7 @@ def _aggregate_sql(plan: AggregatePlan, alias: str) -> str:
 def parent_triggers(
     parent: type[models.Model], plans: list[AggregatePlan]
 ) -> list[CompiledTrigger]:
-    groups: dict[tuple[str, str], list[AggregatePlan]] = defaultdict(list)
-    for plan in plans:
-        groups[(plan.child._meta.label, plan.fk.name)].append(plan)
-    ordered = [groups[key] for key in sorted(groups)]
+    ordered = relation_groups(plans)
     computations = []
     for group in ordered:
         first = group[0]

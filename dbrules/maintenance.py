@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from django.db import DatabaseError, connections, models, transaction
 from django.db.models import Q
 
+from dbrules.aggregate_sql import PARKED, neutral_parked, pending_table, relation_groups
 from dbrules.analysis import AggregatePlan, Plan
 from dbrules.core import Derived
 from dbrules.runtime import annotate_live, child_aggregate, live_expression, plans_of
@@ -122,8 +123,34 @@ def repair(
         changed = int(cursor.fetchone()[0])
         if staged:
             cursor.execute(f"DROP TABLE {staged}")
+        _neutralise_parked(cursor, model, plans, using, where)
         cursor.execute("SELECT set_config('dbrules.repairing', 'off', true)")
     return changed
+
+
+def _neutralise_parked(
+    cursor: Any, model: type[models.Model], repaired: list[Plan], using: str, where: Optional[Q]
+) -> None:
+    """Inside a transaction that parked deltas (deferred mode), the repaired
+    values already include the writes those deltas describe: make the
+    repaired rules' deltas for the repaired parents change nothing at commit.
+    The other rules' deltas over the same relation stay."""
+    cursor.execute(f"SELECT {PARKED}")
+    if not cursor.fetchone()[0]:
+        return
+    wanted = {p.rule.field for p in repaired}
+    aggregates = [p for p in plans_of(model) if isinstance(p, AggregatePlan)]
+    for group in relation_groups(aggregates):
+        cleared = [a for p in group if p.rule.field in wanted for a in neutral_parked(p)]
+        if not cleared:
+            continue
+        keys = _parents(model, using, where).order_by().values(group[0].parent_key.attname)
+        sql, params = keys.query.sql_with_params()
+        cursor.execute(
+            f"UPDATE {pending_table(group)[0]} SET {', '.join(cleared)} "
+            f"WHERE dbrules_txid = txid_current() AND parent_key IN ({sql})",
+            params,
+        )
 
 
 def _parents(model: type[models.Model], using: str, where: Optional[Q]) -> models.QuerySet:

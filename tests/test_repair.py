@@ -182,3 +182,20 @@ def test_repair_keeps_a_delta_committed_while_it_waited(outside):
     assert outcome["changed"] == 1
     assert Author.objects.get(pk=ann.pk).num_books == 3
     assert_exact(Author, Book)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "fields, where",
+    [((), None), (("num_books",), None), ((), Q(name="Ann"))],
+    ids=["every rule", "one field", "one parent"],
+)
+def test_repair_inside_a_deferred_transaction_drops_what_it_repaired(fields, where):
+    """The repaired value includes the transaction's own writes; the deltas
+    it parked for them must not be applied again at commit."""
+    ann, bob = Author.objects.create(name="Ann"), Author.objects.create(name="Bob")
+    with dbrules.deferred():
+        Book.objects.create(author=ann, title="a", pages=5, published=True)
+        Book.objects.create(author=bob, title="b", pages=7, published=True)
+        dbrules.repair(Author, fields, where=where)
+    assert_exact(Author)
