@@ -35,6 +35,9 @@ from dbrules.triggers import (
 
 
 PARKED = "coalesce(current_setting('dbrules.parked', true), '') = 'on'"
+# Parents a grouped apply updated (or locked) and parents whose deltas
+# change them: fewer of the first means a parent was not there.
+COUNTS = (("dbrules_applied", "bigint"), ("dbrules_changed", "bigint"))
 
 
 def relation_groups(plans: Iterable[AggregatePlan]) -> list[list[AggregatePlan]]:
@@ -262,6 +265,34 @@ def _pending_columns(plan: AggregatePlan) -> list[tuple[str, str]]:
     return columns
 
 
+def _delta_names(plans: Sequence[AggregatePlan]) -> list[str]:
+    """The deltas' column names, unquoted, in the pending table's order."""
+    names: list[str] = []
+    for plan in plans:
+        name = plan.target.column
+        if plan.function == "count":
+            names.append(name)
+        elif plan.function == "sum":
+            names += [name, name + "__removed", name + "__added"] if plan.target.null else [name]
+        else:
+            names += [name + "__added", name + "__removed"]
+    return names
+
+
+def _missed_one(plans: Sequence[AggregatePlan], key: str, ref: Ref, missing: str = "NOT FOUND") -> str:
+    """Park one row's deltas ``ref`` for parent ``key`` when ``missing``:
+    the UPDATE before found no such parent (missed_parent_one.sql)."""
+    names = _delta_names(plans)
+    return render(
+        "missed_parent_one.sql",
+        missing=missing,
+        pending_table=pending_table(plans)[0],
+        pending_columns=", ".join(quote(n) for n in names),
+        key=key,
+        values=", ".join(ref(n) for n in names),
+    )
+
+
 def deferred_by_rule(plans: Sequence[AggregatePlan]) -> bool:
     return any(p.rule.deferred for p in plans)
 
@@ -326,6 +357,13 @@ def _one_row_path(
         return _rescan_lock(first, operation, f"one.{key}") if rescans else ""
 
     values = {"parent_table": parent_table, "parent_key": parent_key}
+
+    def missed(key: str, ref: Ref, indent: int, missing: str = "NOT FOUND") -> str:
+        return textwrap.indent(_missed_one(plans, f"one.{key}", ref, missing), " " * indent)
+
+    def absent(key: str) -> str:
+        return f"NOT EXISTS (SELECT FROM {parent_table} AS p WHERE p.{parent_key} = one.{key})"
+
     # The new side's parent UPDATE locks the copies' first hop and returns
     # its newest version: the copy check need not lock and read it again.
     returning = check.returning if check else ""
@@ -361,12 +399,26 @@ def _one_row_path(
         # one statement, so a chained rule's trigger on the parent table
         # sees both rows at once and locks the grandparents in key order.
         if reacting or rescans:
-            moved = render("one_row_move_locked.sql", both_assignments=assignments(both, 7), **sides)
+            moved = render(
+                "one_row_move_locked.sql",
+                both_assignments=assignments(both, 7),
+                old_missed=missed(
+                    "dbrules_old_key", old.__getitem__, 4,
+                    f"{sides['old_applies']} AND {absent('dbrules_old_key')}",
+                ),
+                new_missed=missed(
+                    "dbrules_new_key", new.__getitem__, 4,
+                    f"{sides['new_applies']} AND {absent('dbrules_new_key')}",
+                ),
+                **sides,
+            )
         else:
             moved = render(
                 "one_row_move_ordered.sql",
                 old_assignments=assignments(old.__getitem__, 11),
                 new_assignments=assignments(new.__getitem__, 11),
+                old_missed=missed("dbrules_old_key", old.__getitem__, 4),
+                new_missed=missed("dbrules_new_key", new.__getitem__, 4),
                 new_returning=returning,
                 new_read=read,
                 **sides,
@@ -376,6 +428,7 @@ def _one_row_path(
             same_changed=changed(same),
             lock_same=lock("dbrules_new_key"),
             same_assignments=assignments(same, 15),
+            same_missed=missed("dbrules_new_key", same, 8),
             moved_changed=_any([changed(old.__getitem__), changed(new.__getitem__)]),
             moved=textwrap.indent(moved, "    "),
             **values,
@@ -390,6 +443,7 @@ def _one_row_path(
             applies=applies(key, ref),
             lock=lock(key),
             assignments=assignments(ref, 11),
+            missed=missed(key, ref, 4),
             returning=returning if side == "new" else "",
             read=read if side == "new" else "",
             **values,
@@ -470,6 +524,7 @@ def aggregate_group_triggers(
             referencing=REFERENCING[operation],
             declare=[
                 ("one", "record"),
+                *COUNTS,
                 *([("single", "record")] if rescans else []),  # apply_several_rescan.sql
                 *(check.declare if check else []),
             ],
@@ -507,7 +562,7 @@ def aggregate_group_triggers(
         + f" FROM {pending} AS q WHERE q.dbrules_txid = txid_current() GROUP BY q.parent_key"
     )
     # The parked deltas are cleared after it in any case.
-    merged = _apply_grouped(parked, rescans, common, if_none_locked="")
+    merged = _apply_grouped(parked, rescans, common, if_none_locked="", park=None)
     setup = render(
         "pending_table.sql",
         pending_table=pending,
@@ -521,6 +576,7 @@ def aggregate_group_triggers(
         operation=pgtrigger.Insert,
         level=pgtrigger.Row,
         func=render("aggregate_apply.sql", pending_table=pending, apply=merged),
+        declare=list(COUNTS),
         comment=comment,
         on_table=pending,
         setup=setup,
@@ -531,14 +587,20 @@ def aggregate_group_triggers(
     return result
 
 
-def _apply_grouped(deltas: str, rescans: bool, common: dict[str, str], if_none_locked: str) -> str:
+def _apply_grouped(
+    deltas: str, rescans: bool, common: dict[str, str], if_none_locked: str, park: Optional[dict[str, str]]
+) -> str:
     """Grouped per-parent ``deltas`` applied in key order: in one statement
     (apply_deltas_merged.sql), or -- for rules that may rescan, whose rescan
     needs a snapshot taken after the locks -- locked first and updated in a
-    second statement (apply_deltas.sql; ``if_none_locked`` runs between)."""
+    second statement (apply_deltas.sql; ``if_none_locked`` runs between).
+    ``park``: the pending table and its columns, where the deltas of a parent
+    that is not there go (missed_parents.sql); None at commit, where there
+    is nothing left to wait for."""
+    missed = render("missed_parents.sql", deltas=deltas, **park, **common) if park else ""
     if rescans:
-        return render("apply_deltas.sql", deltas=deltas, if_none_locked=if_none_locked, **common)
-    return render("apply_deltas_merged.sql", deltas=deltas, **common)
+        return render("apply_deltas.sql", deltas=deltas, if_none_locked=if_none_locked, missed=missed, **common)
+    return render("apply_deltas_merged.sql", deltas=deltas, missed=missed, **common)
 
 
 def _apply_several(
@@ -560,14 +622,21 @@ def _apply_several(
     transition rows -- delete -23%, move -6%, insert -3% of the trigger's
     whole statement; a two-row insert to one parent costs 7% more, to two
     parents 1% less."""
+    park = {
+        "pending_table": pending_table(plans)[0],
+        "pending_columns": ", ".join(quote(n) for n in _delta_names(plans)),
+    }
     if not rescans:
-        return _apply_grouped(deltas, rescans, common, if_none_locked="")
+        return _apply_grouped(deltas, rescans, common, if_none_locked="", park=park)
     first = plans[0]
     return render(
         "apply_several_rescan.sql",
         apply_all=_apply_grouped(
-            deltas, rescans, common, if_none_locked="IF NOT FOUND THEN\n    EXIT dbrules_counts;\nEND IF;"
+            deltas, rescans, common,
+            if_none_locked="IF dbrules_changed = 0 THEN\n    EXIT dbrules_counts;\nEND IF;",
+            park=park,
         ),
+        single_missed=textwrap.indent(_missed_one(plans, "single.dbrules_low", _ref("single")), " " * 8),
         lock_one=_rescan_lock(first, operation, "single.dbrules_low"),
         parent_table=common["parent_table"],
         parent_key=common["parent_key"],

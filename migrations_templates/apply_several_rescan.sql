@@ -21,6 +21,7 @@ IF single.dbrules_low = single.dbrules_high THEN
         UPDATE {{parent_table}} AS p
            SET {{single_assignments}}
          WHERE p.{{parent_key}} = single.dbrules_low;
+{{single_missed}}
     END IF;
     EXIT dbrules_counts;
 END IF;

@@ -15,3 +15,8 @@ UPDATE {{parent_table}} AS p
    SET {{both_assignments}}
  WHERE (p.{{parent_key}} = one.dbrules_old_key AND {{old_applies}})
     OR (p.{{parent_key}} = one.dbrules_new_key AND {{new_applies}});
+GET DIAGNOSTICS dbrules_applied = ROW_COUNT;
+IF dbrules_applied < (CASE WHEN {{old_applies}} THEN 1 ELSE 0 END) + (CASE WHEN {{new_applies}} THEN 1 ELSE 0 END) THEN
+{{old_missed}}
+{{new_missed}}
+END IF;

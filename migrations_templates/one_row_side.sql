@@ -5,5 +5,6 @@ IF {{applies}} THEN
     UPDATE {{parent_table}} AS p
        SET {{assignments}}
      WHERE p.{{parent_key}} = one.{{key}}{{returning}};
+{{missed}}
     {{read}}
 END IF;

@@ -7,6 +7,7 @@ IF one.dbrules_old_key = one.dbrules_new_key THEN
         UPDATE {{parent_table}} AS p
            SET {{same_assignments}}
          WHERE p.{{parent_key}} = one.dbrules_new_key;
+{{same_missed}}
     END IF;
 ELSIF {{moved_changed}} THEN
 {{moved}}

@@ -5,12 +5,13 @@ still parked when the parent computes its value."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 
 import dbrules
-from tests.bookstore.models import Author, Book, Publisher, Tag
-from tests.conftest import assert_exact
+from tests.bookstore.models import Author, Book, Publisher, Shelf, ShelfItem, Tag
+from tests.conftest import assert_exact, outside_conninfo
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -116,3 +117,54 @@ def test_deferred_renumbering(children_first):
             step()
     assert stored(new) == (4, 4, 603)
     assert_exact(Author, Book)
+
+
+# Another transaction writes children under a key whose parent is inserted,
+# or renumbered to it, by a transaction that has not committed yet. Its
+# statements find no parent row to update; the deltas wait for its commit.
+
+SHELF, ITEM = Shelf._meta.db_table, ShelfItem._meta.db_table
+ONE_BOOK = f"INSERT INTO {BOOK} ({BOOK_COLUMNS}) VALUES (%s, 't', 5, true, '', '', '', '', 0, 0)"
+WRITES = {
+    # (child statement, parameters for the parent key k and an existing key e)
+    "insert one": lambda k, e: [(ONE_BOOK, [k])],
+    "insert many": lambda k, e: [
+        (f"INSERT INTO {BOOK} ({BOOK_COLUMNS}) SELECT %s, 't', g, g %% 2 = 0, '', '', '', '', 0, 0 "
+         "FROM generate_series(1, 3) g", [k])
+    ],
+    "move one": lambda k, e: [(f"UPDATE {BOOK} SET author_id = %s WHERE id = (SELECT min(id) FROM {BOOK} WHERE author_id = %s)", [k, e])],
+    "move many": lambda k, e: [(f"UPDATE {BOOK} SET author_id = %s WHERE author_id = %s", [k, e])],
+}
+SHELF_WRITES = {
+    "insert one": lambda k, e: [(f"INSERT INTO {ITEM} (shelf_id, shelf_name) VALUES (%s, '')", [k])],
+    "insert many": lambda k, e: [(f"INSERT INTO {ITEM} (shelf_id, shelf_name) SELECT %s, '' FROM generate_series(1, 3)", [k])],
+    "move one": lambda k, e: [(f"UPDATE {ITEM} SET shelf_id = %s WHERE id = (SELECT min(id) FROM {ITEM} WHERE shelf_id = %s)", [k, e])],
+    "move many": lambda k, e: [(f"UPDATE {ITEM} SET shelf_id = %s WHERE shelf_id = %s", [k, e])],
+}
+
+
+@pytest.mark.parametrize("parent", ["author", "shelf"])
+@pytest.mark.parametrize("write", list(WRITES))
+@pytest.mark.parametrize("how", ["inserted", "renumbered"])
+def test_children_written_for_a_parent_another_transaction_has_not_committed(parent, write, how):
+    if parent == "author":
+        existing = author_with_books("Old", count=3).pk
+        renumbered = Author.objects.create(name="Renumbered").pk
+        parent_table, writes, insert = AUTHOR, WRITES, f"INSERT INTO {AUTHOR} (id, name, email, num_books, num_published, total_pages, standing) VALUES (%s, 'New', '', 0, 0, 0, '')"
+    else:
+        old = Shelf.objects.create(name="Old")
+        ShelfItem.objects.bulk_create([ShelfItem(shelf=old) for _ in range(3)])
+        existing, renumbered = old.pk, Shelf.objects.create(name="Renumbered").pk
+        parent_table, writes, insert = SHELF, SHELF_WRITES, f"INSERT INTO {SHELF} (id, name, num_items) VALUES (%s, 'New', 0)"
+    key = 9001
+    info = outside_conninfo()
+    with psycopg.connect(**info) as first, psycopg.connect(**info) as second:
+        if how == "inserted":
+            first.execute(insert, [key])
+        else:
+            first.execute(f"UPDATE {parent_table} SET id = %s WHERE id = %s", [key, renumbered])
+        for statement, params in writes[write](key, existing):
+            second.execute(statement, params)
+        first.commit()
+        second.commit()  # the deferred ForeignKey check finds the parent now
+    assert_exact(Author, Shelf)
