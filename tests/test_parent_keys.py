@@ -121,7 +121,8 @@ def test_deferred_renumbering(children_first):
 
 # Another transaction writes children under a key whose parent is inserted,
 # or renumbered to it, by a transaction that has not committed yet. Its
-# statements find no parent row to update; the deltas wait for its commit.
+# statements find no parent row to update and its copies no source: the
+# deltas and the copies wait for its commit.
 
 SHELF, ITEM = Shelf._meta.db_table, ShelfItem._meta.db_table
 ONE_BOOK = f"INSERT INTO {BOOK} ({BOOK_COLUMNS}) VALUES (%s, 't', 5, true, '', '', '', '', 0, 0)"
@@ -167,4 +168,4 @@ def test_children_written_for_a_parent_another_transaction_has_not_committed(par
             second.execute(statement, params)
         first.commit()
         second.commit()  # the deferred ForeignKey check finds the parent now
-    assert_exact(Author, Shelf)
+    assert_exact(Author, Book, Shelf, ShelfItem)
