@@ -101,3 +101,21 @@ def run_project(root: Path, *args: str) -> subprocess.CompletedProcess:
         "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)]),
     }
     return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True, text=True)
+
+
+def migrate_and_run(root: Path, script: str) -> list[str]:
+    """makemigrations and migrate a throwaway project, run ``script`` in it,
+    and return what it printed, split on whitespace."""
+    for args in (("makemigrations", "shop"), ("migrate",)):
+        result = run_project(root, "-m", "django", *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+    result = run_project(root, "-c", script)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def assert_project_exact(root: Path, rules: int) -> None:
+    """``manage.py dbrules check`` finds every one of ``rules`` rules exact."""
+    check = run_project(root, "-m", "django", "dbrules", "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"no drift in {rules} rule(s)" in check.stdout

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import run_project, throwaway_project
+from tests.conftest import assert_project_exact, migrate_and_run, throwaway_project
 
 DATABASE = "dbrules_identifiers"
 LONG = "t" * 60
@@ -105,12 +105,5 @@ def project(tmp_path, django_db_blocker):
 
 
 def test_awkward_identifiers_and_trees_compile_run_and_stay_exact(project):
-    for args in (("makemigrations", "shop"), ("migrate",)):
-        result = run_project(project, "-m", "django", *args)
-        assert result.returncode == 0, result.stdout + result.stderr
-    result = run_project(project, "-c", SCRIPT)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["7", "7"]  # 5 + 2 moved; profiles copy through two hops
-    check = run_project(project, "-m", "django", "dbrules", "check")
-    assert check.returncode == 0, check.stdout + check.stderr
-    assert "no drift in 7 rule(s)" in check.stdout
+    assert migrate_and_run(project, SCRIPT) == ["7", "7"]  # 5 + 2 moved; profiles copy through two hops
+    assert_project_exact(project, rules=7)
