@@ -127,3 +127,17 @@ def test_outside_writable_ctes_on_the_same_table(outside):
     )
     assert Author.objects.get(pk=bob.pk).num_books == 2
     assert_exact(Author, Book)
+
+
+def test_bulk_create_update_conflicts_on_parents_keeps_their_counts():
+    """The conflicting rows go through the guard, the new ones through the
+    compute trigger; a derived field among update_fields changes nothing."""
+    ann = Author.objects.create(name="Ann")
+    books_of(ann, count=3)
+    Author.objects.bulk_create(
+        [Author(id=ann.pk, name="Ann Renamed", num_books=99), Author(name="New", num_books=7)],
+        update_conflicts=True, unique_fields=["id"], update_fields=["name", "num_books"],
+    )
+    assert Author.objects.get(pk=ann.pk).num_books == 3
+    assert set(Book.objects.values_list("author_name", flat=True)) == {"Ann Renamed"}
+    assert_exact(Author, Book)
