@@ -10,7 +10,6 @@ that relation (``copy_sql.copy_check``).
 
 from __future__ import annotations
 
-import hashlib
 import textwrap
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +29,7 @@ from dbrules.triggers import (
     any_column_changed,
     comment_for,
     quoted_column,
+    transaction_table,
     trigger_name,
 )
 
@@ -57,13 +57,15 @@ def neutral_parked(plan: AggregatePlan) -> list[str]:
 
 def pending_table(plans: Sequence[AggregatePlan]) -> tuple[str, str]:
     """The pending table of rules over one relation (deferred mode parks
-    their deltas there), and the digest that names it."""
+    their deltas there), and the SQL that creates it."""
     first = plans[0]
-    pending_columns = [c for p in plans for c in _pending_columns(p)]
-    digest = hashlib.sha1(
-        repr((first.parent._meta.db_table, first.child._meta.db_table, first.fk.column, pending_columns)).encode()
-    ).hexdigest()[:10]
-    return f'"dbrules"."pending_{first.parent._meta.model_name[:30]}_{digest}"', digest
+    columns = [c for p in plans for c in _pending_columns(p)]
+    return transaction_table(
+        "pending",
+        first.parent,
+        (first.parent._meta.db_table, first.child._meta.db_table, first.fk.column, columns),
+        ",\n    ".join([f"parent_key {column_type(first.fk)} NOT NULL", *(f"{n} {k}" for n, k in columns)]),
+    )
 
 
 def _condition_sql(plan: AggregatePlan, alias: str) -> str:
@@ -253,20 +255,20 @@ def _merge_column(plan: AggregatePlan, column: str) -> str:
 def _pending_columns(plan: AggregatePlan) -> list[tuple[str, str]]:
     """(quoted column, SQL type) of ``plan``'s columns in the pending table."""
     columns = []
-    for text in _delta_columns(plan):
-        name = text.split(" AS ")[-1]
+    for name in _delta_names([plan]):
         if plan.function in {"min", "max"}:
             kind = column_type(plan.value)
-        elif plan.function == "sum" and not name.endswith(('__removed"', '__added"')):
+        elif plan.function == "sum" and name == plan.target.column:
             kind = "numeric"
         else:
             kind = "bigint"
-        columns.append((name, kind))
+        columns.append((quote(name), kind))
     return columns
 
 
 def _delta_names(plans: Sequence[AggregatePlan]) -> list[str]:
-    """The deltas' column names, unquoted, in the pending table's order."""
+    """The deltas' column names, unquoted, in the order ``_delta_columns``
+    writes them and the pending table holds them."""
     names: list[str] = []
     for plan in plans:
         name = plan.target.column
@@ -279,17 +281,18 @@ def _delta_names(plans: Sequence[AggregatePlan]) -> list[str]:
     return names
 
 
-def _missed_one(plans: Sequence[AggregatePlan], key: str, ref: Ref, missing: str = "NOT FOUND") -> str:
-    """Park one row's deltas ``ref`` for parent ``key`` when ``missing``:
-    the UPDATE before found no such parent (missed_parent_one.sql)."""
-    names = _delta_names(plans)
+def _missed_one(
+    plans: Sequence[AggregatePlan], park: dict[str, str], key: str, ref: Ref, missing: str = "NOT FOUND"
+) -> str:
+    """Park one row's deltas ``ref`` for parent ``key`` in ``park``'s pending
+    table when ``missing``: the UPDATE before found no such parent
+    (missed_parent_one.sql)."""
     return render(
         "missed_parent_one.sql",
         missing=missing,
-        pending_table=pending_table(plans)[0],
-        pending_columns=", ".join(quote(n) for n in names),
         key=key,
-        values=", ".join(ref(n) for n in names),
+        values=", ".join(ref(n) for n in _delta_names(plans)),
+        **park,
     )
 
 
@@ -320,7 +323,12 @@ def _rescan_lock(plan: AggregatePlan, operation: str, key: str) -> str:
 
 
 def _one_row_path(
-    plans: list[AggregatePlan], operation: str, rescans: bool, check: Optional[CopyCheck], reacting: bool
+    plans: list[AggregatePlan],
+    operation: str,
+    rescans: bool,
+    check: Optional[CopyCheck],
+    reacting: bool,
+    park: dict[str, str],
 ) -> dict[str, str]:
     """The placeholders of aggregate_delta.sql for a statement that wrote one
     row: the SELECT of that row's deltas into ``one``, and what applies them;
@@ -359,7 +367,7 @@ def _one_row_path(
     values = {"parent_table": parent_table, "parent_key": parent_key}
 
     def missed(key: str, ref: Ref, indent: int, missing: str = "NOT FOUND") -> str:
-        return textwrap.indent(_missed_one(plans, f"one.{key}", ref, missing), " " * indent)
+        return textwrap.indent(_missed_one(plans, park, f"one.{key}", ref, missing), " " * indent)
 
     def absent(key: str) -> str:
         return f"NOT EXISTS (SELECT FROM {parent_table} AS p WHERE p.{parent_key} = one.{key})"
@@ -478,8 +486,13 @@ def aggregate_group_triggers(
     checked = comment_for([*plans, *copies])
     base = (parent._meta.model_name, first.relation)
     result: list[CompiledTrigger] = []
-    pending_columns = [c for p in plans for c in _pending_columns(p)]
-    pending, digest = pending_table(plans)
+    pending, setup = pending_table(plans)
+    # Where the deltas go that wait for the commit (deferred mode, or a
+    # parent not there yet).
+    park = {
+        "pending_table": pending,
+        "pending_columns": ", ".join(quote(n) for n in _delta_names(plans)),
+    }
     any_change = " OR ".join(_delta_changed(p) for p in plans)
     common = {
         "parent_key": parent_key,
@@ -507,14 +520,13 @@ def aggregate_group_triggers(
             check = copy_check(child, copies, operation, folded=True, counted=counted)
         func = render(
             "aggregate_delta.sql",
-            **_one_row_path(plans, operation, rescans, check, reacting),
+            **_one_row_path(plans, operation, rescans, check, reacting, park),
             copy_rows=check.rows if check else "",
             deferred=deferred,
-            pending_table=pending,
-            pending_columns=", ".join(name for name, _ in pending_columns),
+            **park,
             deltas=deltas,
             any_change=any_change,
-            apply_several=_apply_several(plans, operation, deltas, rescans, common, delta_columns),
+            apply_several=_apply_several(plans, operation, deltas, rescans, common, delta_columns, park),
         )
         trigger = RuleTrigger(
             name=trigger_name(*base, suffix),
@@ -563,13 +575,6 @@ def aggregate_group_triggers(
     )
     # The parked deltas are cleared after it in any case.
     merged = _apply_grouped(parked, rescans, common, if_none_locked="", park=None)
-    setup = render(
-        "pending_table.sql",
-        pending_table=pending,
-        pending_index=quote(f"pending_{digest}_txid"),
-        parent_key_type=column_type(fk),
-        pending_column_types=",\n    ".join(f"{name} {kind}" for name, kind in pending_columns),
-    )
     apply = RuleTrigger(
         name=trigger_name(*base, "apply"),
         when=pgtrigger.After,
@@ -610,6 +615,7 @@ def _apply_several(
     rescans: bool,
     common: dict[str, str],
     delta_columns: str,
+    park: dict[str, str],
 ) -> str:
     """aggregate_delta.sql's part for a statement of several rows: the
     grouped deltas locked and applied in one statement, or -- for rules that
@@ -622,10 +628,6 @@ def _apply_several(
     transition rows -- delete -23%, move -6%, insert -3% of the trigger's
     whole statement; a two-row insert to one parent costs 7% more, to two
     parents 1% less."""
-    park = {
-        "pending_table": pending_table(plans)[0],
-        "pending_columns": ", ".join(quote(n) for n in _delta_names(plans)),
-    }
     if not rescans:
         return _apply_grouped(deltas, rescans, common, if_none_locked="", park=park)
     first = plans[0]
@@ -636,7 +638,7 @@ def _apply_several(
             if_none_locked="IF dbrules_changed = 0 THEN\n    EXIT dbrules_counts;\nEND IF;",
             park=park,
         ),
-        single_missed=textwrap.indent(_missed_one(plans, "single.dbrules_low", _ref("single")), " " * 8),
+        single_missed=textwrap.indent(_missed_one(plans, park, "single.dbrules_low", _ref("single")), " " * 8),
         lock_one=_rescan_lock(first, operation, "single.dbrules_low"),
         parent_table=common["parent_table"],
         parent_key=common["parent_key"],
@@ -668,14 +670,12 @@ def parent_triggers(
     ordered = relation_groups(plans)
     computations = []
     for group in ordered:
-        first = group[0]
         computations.append(
             "SELECT "
             + ",\n       ".join(_aggregate_sql(p, "r") for p in group)
             + "\n  INTO "
             + ", ".join(f"NEW.{quoted_column(p.target)}" for p in group)
-            + f"\n  FROM {table(first.child)} AS r"
-            + f"\n WHERE r.{quoted_column(first.fk)} = NEW.{quoted_column(first.parent_key)};\n"
+            + f"\n  {_children_of_new(group, ' ')};\n"
             + _clear_parked(group)
         )
     comment = comment_for(plans)
@@ -706,18 +706,18 @@ def parent_triggers(
         ),
         comment=comment,
     )
-    keys = [quoted_column(group[0].parent_key) for group in ordered]
+    keys = list(dict.fromkeys(group[0].parent_key.column for group in ordered))
     rekey = RuleTrigger(
         name=trigger_name(parent._meta.model_name, "rekey"),
         when=pgtrigger.After,
         # UPDATE OF the keys: dbrules' own updates of the parent, and Django's
         # save(), which never sets the primary key, skip it before its WHEN.
-        operation=pgtrigger.UpdateOf(*dict.fromkeys(group[0].parent_key.column for group in ordered)),
+        operation=pgtrigger.UpdateOf(*keys),
         level=pgtrigger.Row,
-        condition=pgtrigger.Condition(any_column_changed(group[0].parent_key.column for group in ordered)),
+        condition=pgtrigger.Condition(any_column_changed(keys)),
         func=render(
             "parent_rekey.sql",
-            recomputes="\n".join(_rekey_recompute(group, several=len(set(keys)) > 1) for group in ordered),
+            recomputes="\n".join(_rekey_recompute(group, several=len(keys) > 1) for group in ordered),
         ),
         comment=comment,
     )
@@ -726,6 +726,16 @@ def parent_triggers(
         CompiledTrigger(parent, guard, tuple(plans)),
         CompiledTrigger(parent, rekey, tuple(plans)),
     ]
+
+
+def _children_of_new(group: Sequence[AggregatePlan], indent: str) -> str:
+    """``FROM`` the children (alias ``r``) of the parent row ``NEW``; the
+    ``WHERE`` on a line of its own after ``indent``."""
+    first = group[0]
+    return (
+        f"FROM {table(first.child)} AS r\n"
+        f"{indent}WHERE r.{quoted_column(first.fk)} = NEW.{quoted_column(first.parent_key)}"
+    )
 
 
 def _clear_parked(group: Sequence[AggregatePlan]) -> str:
@@ -756,7 +766,7 @@ def _rekey_recompute(group: Sequence[AggregatePlan], several: bool) -> str:
         + ",\n       ".join(f"{quoted_column(p.target)} = c.{quoted_column(p.target)}" for p in group)
         + "\n  FROM (SELECT "
         + ",\n               ".join(f"{_aggregate_sql(p, 'r')} AS {quoted_column(p.target)}" for p in group)
-        + f"\n          FROM {table(first.child)} AS r WHERE r.{quoted_column(first.fk)} = NEW.{key}) AS c"
+        + f"\n          {_children_of_new(group, ' ' * 9)}) AS c"
         + f"\n WHERE p.{key} = NEW.{key};\n"
         + _clear_parked(group)
     )

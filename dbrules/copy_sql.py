@@ -5,7 +5,6 @@ every table along a copy's path.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import textwrap
 from collections.abc import Iterable
@@ -26,6 +25,7 @@ from dbrules.triggers import (
     fk_key,
     null_safe_equal,
     quoted_column,
+    transaction_table,
     trigger_name,
 )
 
@@ -74,15 +74,16 @@ def _lookup_assignment(plan: CopyPlan, park: str = "") -> str:
         f"FROM {_path_joins(plan, outer=bool(park))} "
         f"WHERE t1.{fk_key(path[0])} = NEW.{quoted_column(path[0])};"
     )
-    missing = f"IF NEW.{quoted_column(path[0])} IS NOT NULL THEN {park} END IF;" if park else ""
+    not_found = []
     if plan.empty_value is None:
         lookup = f"SELECT {value} INTO {target} {source}"  # no row found sets NULL
-        return f"{lookup}\nIF NOT FOUND THEN {missing} END IF;" if park else lookup
-    empty = literal(plan.empty_value)
-    return (
-        f"SELECT coalesce({value}, {empty}) INTO {target} {source}\n"
-        f"IF NOT FOUND THEN {target} := {empty};{' ' + missing if missing else ''} END IF;"
-    )
+    else:
+        empty = literal(plan.empty_value)
+        lookup = f"SELECT coalesce({value}, {empty}) INTO {target} {source}"
+        not_found.append(f"{target} := {empty};")
+    if park:
+        not_found.append(f"IF NEW.{quoted_column(path[0])} IS NOT NULL THEN {park} END IF;")
+    return f"{lookup}\nIF NOT FOUND THEN {' '.join(not_found)} END IF;" if not_found else lookup
 
 
 def _row_order(plans: list[Plan]) -> list[Plan]:
@@ -124,15 +125,19 @@ def row_inputs(plans: Iterable[Plan]) -> dict[str, None]:
 
 def _recopy_table(model: type[models.Model]) -> tuple[str, str]:
     """The table of rows whose copies wait for a source still being written
-    by another transaction (copy_recopy.sql), and the digest naming it."""
-    digest = hashlib.sha1(repr((model._meta.db_table, model._meta.pk.column)).encode()).hexdigest()[:10]
-    return f'"dbrules"."recopy_{model._meta.model_name[:30]}_{digest}"', digest
+    by another transaction (copy_recopy.sql), and the SQL that creates it."""
+    return transaction_table(
+        "recopy",
+        model,
+        (model._meta.db_table, model._meta.pk.column),
+        f"row_key {column_type(model._meta.pk)} NOT NULL",
+    )
 
 
 def row_triggers(model: type[models.Model], plans: list[Plan]) -> list[CompiledTrigger]:
     ordered = _row_order(plans)
     copies = [p for p in ordered if isinstance(p, CopyPlan)]
-    recopy, digest = _recopy_table(model)
+    recopy, setup = _recopy_table(model)
     park = (
         f"INSERT INTO {recopy} (dbrules_txid, row_key) "
         f"VALUES (txid_current(), NEW.{quote(model._meta.pk.column)});"
@@ -177,11 +182,11 @@ def row_triggers(model: type[models.Model], plans: list[Plan]) -> list[CompiledT
         CompiledTrigger(model, update, tuple(ordered)),
     ]
     if copies:
-        result.append(CompiledTrigger(model, _recopy_trigger(model, copies, recopy, digest), tuple(copies)))
+        result.append(CompiledTrigger(model, _recopy_trigger(model, copies, recopy, setup), tuple(copies)))
     return result
 
 
-def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: str, digest: str) -> RuleTrigger:
+def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: str, setup: str) -> RuleTrigger:
     """At commit: copy again, from the now committed sources, the rows whose
     first hop was not there when they were written (copy_recopy.sql)."""
     pk = quote(model._meta.pk.column)
@@ -212,12 +217,7 @@ def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: s
         ),
         comment=comment_for(copies),
         on_table=recopy,
-        setup=render(
-            "recopy_table.sql",
-            recopy_table=recopy,
-            recopy_index=quote(f"recopy_{digest}_txid"),
-            key_type=column_type(model._meta.pk),
-        ),
+        setup=setup,
         teardown=f"DROP TABLE IF EXISTS {recopy};",
         deferrable=True,
     )

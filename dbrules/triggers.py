@@ -236,6 +236,17 @@ class CompiledTrigger:
     plans: tuple[Plan, ...]
 
 
+def transaction_table(kind: str, model: type[models.Model], identity: Any, columns: str) -> tuple[str, str]:
+    """A table in schema "dbrules" whose rows live only as long as their
+    transaction (transaction_table.sql): its name, from ``kind``, ``model``
+    and a digest of ``identity``, and the SQL that creates it with ``columns``
+    after ``dbrules_txid``."""
+    digest = hashlib.sha1(repr(identity).encode()).hexdigest()[:10]
+    name = f'"dbrules"."{kind}_{model._meta.model_name[:30]}_{digest}"'
+    setup = render("transaction_table.sql", table=name, index=quote(f"{kind}_{digest}_txid"), columns=columns)
+    return name, setup
+
+
 ROLE_WIDTH = 7  # the longest last part: "compute", "row_ins", "row_upd"
 
 
