@@ -144,12 +144,20 @@ def analyze(model: type[models.Model], rule: Any) -> Plan:
             f"{model._meta.label}: Meta.rules contains {rule!r}, which is not a dbrules.Derived.",
             'Declare rules as dbrules.Derived("field", expression).',
         )
+    if model._meta.proxy:
+        concrete = model._meta.concrete_model._meta.label
+        raise RuleError(
+            "dbrules.E011",
+            f"{rule.label(model)}: {model._meta.label} is a proxy of {concrete}; its triggers "
+            f"would maintain every row of {concrete}'s table, not only the proxy's.",
+            f"Declare the rule in {concrete}'s Meta.rules.",
+        )
     target = _target_field(model, rule)
     expression = rule.expression
     if isinstance(expression, Aggregate):
         return _analyze_aggregate(model, rule, target, expression)
     if isinstance(expression, F):
-        if LOOKUP_SEP in expression.name:
+        if LOOKUP_SEP in expression.name or _is_inherited_column(model, expression.name):
             return _analyze_copy(model, rule, target, expression)
         return _analyze_row(model, rule, target, expression)
     if hasattr(expression, "resolve_expression") and not isinstance(expression, Q):
@@ -190,6 +198,39 @@ def analyze_model(model: type[models.Model]) -> ModelRules:
     return result
 
 
+def _stored_by(model: type[models.Model], field: Any) -> type[models.Model]:
+    """The model whose table stores ``field``: ``model`` itself, or the
+    multi-table parent it inherits ``field`` from."""
+    return field.model._meta.concrete_model
+
+
+def _is_inherited_column(model: type[models.Model], name: str) -> bool:
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    return getattr(field, "concrete", False) and _stored_by(model, field) is not model._meta.concrete_model
+
+
+def _inherited_column_error(
+    model: type[models.Model],
+    rule: Derived,
+    holder: type[models.Model],
+    field: Any,
+    reads: str,
+    hint: str,
+) -> RuleError:
+    """E012: ``holder`` inherits ``field`` from a multi-table parent, whose
+    table, not ``holder``'s, has the column."""
+    return RuleError(
+        "dbrules.E012",
+        f"{rule.label(model)}: {reads} {holder._meta.label}.{field.name}, which is stored in the "
+        f"table of its parent {_stored_by(holder, field)._meta.label} (multi-table inheritance); "
+        f"a trigger on {holder._meta.label}'s table cannot see it.",
+        hint,
+    )
+
+
 def _target_field(model: type[models.Model], rule: Derived) -> models.Field:
     try:
         target = model._meta.get_field(rule.field)
@@ -212,6 +253,15 @@ def _target_field(model: type[models.Model], rule: Derived) -> models.Field:
             f"{rule.label(model)}: {model._meta.label}.{rule.field} is a GeneratedField; "
             "PostgreSQL already keeps it exact.",
             "Remove the rule; dbrules lists generated fields with the rules anyway.",
+        )
+    if _stored_by(model, target) is not model:
+        raise _inherited_column_error(
+            model,
+            rule,
+            model,
+            target,
+            "the rule writes",
+            f"Declare the rule in {_stored_by(model, target)._meta.label}'s Meta.rules.",
         )
     return target
 
@@ -317,6 +367,16 @@ def _analyze_aggregate(
                 f"{rule.label(model)}: {child._meta.label}.{rest} is not a column.",
                 f"Aggregate a concrete field of {child._meta.label}.",
             )
+        if _stored_by(child, value) is not child._meta.concrete_model:
+            raise _inherited_column_error(
+                model,
+                rule,
+                child,
+                value,
+                "the aggregate reads",
+                f"Copy it onto {child._meta.label} with a rule of its own "
+                f'(Derived("{rest}_copy", F("{rest}"))) and aggregate the copy.',
+            )
         if value.primary_key and function == "count":
             value = None  # count(pk) == count(*)
     if function in {"sum"} and value is None:
@@ -409,7 +469,19 @@ def _relative_condition(
                 f"{child._meta.label} reached through {relation_name!r}.",
                 f"Filter on the child's own columns: Q({prefix}<field>=...).",
             )
-        return name[len(prefix) :]
+        relative = name[len(prefix) :]
+        column = relative.split(LOOKUP_SEP)[0]
+        if _is_inherited_column(child, column):
+            raise _inherited_column_error(
+                model,
+                rule,
+                child,
+                child._meta.get_field(column),
+                "the filter reads",
+                f"Copy it onto {child._meta.label} with a rule of its own "
+                f'(Derived("{column}_copy", F("{column}"))) and filter on the copy.',
+            )
+        return relative
 
     def rewrite(node: Any) -> Any:
         if isinstance(node, Q):
@@ -491,6 +563,7 @@ def _analyze_copy(
                 "ForeignKey; a copy must follow single-valued relations.",
                 "To derive from the many side, aggregate it: Count/Sum/Min/Max.",
             )
+        current = _through_parent_links(current, field, path)
         path.append(field)
         current = field.related_model
     try:
@@ -507,6 +580,7 @@ def _analyze_copy(
             f"{rule.label(model)}: {current._meta.label}.{names[-1]} is not a column.",
             f"Copy a concrete field of {current._meta.label}.",
         )
+    _through_parent_links(current, source, path)
     _check_copy_type(model, rule, target, source)
     plan = CopyPlan(rule=rule, parent=model, target=target, path=tuple(path), source=source)
     if not target.null and plan.empty_value is None and any(fk.null for fk in path):
@@ -524,6 +598,25 @@ def _analyze_copy(
             "Declare the copy with null=True.",
         )
     return plan
+
+
+def _through_parent_links(
+    current: type[models.Model], field: Any, path: list[models.ForeignKey]
+) -> type[models.Model]:
+    """Extend ``path`` with the parent links from ``current`` to the
+    multi-table parent whose table stores ``field``, and return that parent.
+
+    The ORM joins those tables silently (``F("author__name")`` on a child of
+    the model that declares ``author``); the triggers follow the same links
+    as hops of the copy, so a change of the parent's row reaches the copy.
+    """
+    owner = _stored_by(current, field)
+    current = current._meta.concrete_model
+    while current is not owner:
+        link = current._meta.get_ancestor_link(owner)
+        path.append(link)
+        current = link.related_model
+    return current
 
 
 def _check_copy_type(
@@ -577,6 +670,17 @@ def _analyze_row(
                 "dbrules.E005",
                 f"{rule.label(model)}: aggregates cannot be nested in a row expression.",
                 "Derive the aggregate in a rule of its own, then combine the stored columns.",
+            )
+        if isinstance(node, F) and _is_inherited_column(model, node.name):
+            raise _inherited_column_error(
+                model,
+                rule,
+                model,
+                model._meta.get_field(node.name),
+                "the expression reads",
+                f"Copy it onto {model._meta.label} first "
+                f'(Derived("{node.name}_copy", F("{node.name}"))) and derive from the copy, '
+                f"or declare the rule on {_stored_by(model, model._meta.get_field(node.name))._meta.label}.",
             )
         if name in {"Subquery", "Exists", "OuterRef", "ResolvedOuterRef"}:
             raise RuleError(

@@ -16,6 +16,9 @@ LIVE_SUFFIX = "_live"
 
 
 def plans_of(model: type[models.Model], fields: Iterable[str] = ()) -> list[Plan]:
+    """The plans of ``model``'s rules (restricted to ``fields``). A proxy
+    model's are its concrete model's: they share one table."""
+    model = model._meta.concrete_model if model._meta.proxy else model
     wanted = set(fields)
     rules = [r for r in rules_of(model) if not wanted or r.field in wanted]
     unknown = wanted - {r.field for r in rules}

@@ -228,3 +228,75 @@ def test_mixed_deferral_in_one_group(app):
     )
     messages = deferral_messages([analyze(parent, r) for r in parent._meta.rules])
     assert [m.id for m in messages] == ["dbrules.E010"]
+
+
+
+def subclass(name: str, base: Any, fields: dict[str, Any], rules: list[Any], **meta: Any) -> Any:
+    """A child of ``base``: a proxy with ``proxy=True``, else multi-table inheritance."""
+    attrs = {"__module__": "tests.bookstore.models", **fields}
+    attrs["Meta"] = type("Meta", (), {"app_label": "bookstore", "rules": rules, **meta})
+    return type(name, (base,), attrs)
+
+
+def test_rules_on_a_proxy_model_are_refused(app):
+    parent, _ = shop({}, [])
+    proxy = subclass("Showcase", parent, {}, [dbrules.Derived("name", Lower("name"))], proxy=True)
+    error = only_error(proxy)
+    assert error.id == "dbrules.E011" and "bookstore.Shelf's Meta.rules" in error.hint
+    assert "bookstore.Showcase.name = Lower(F(name))" in error.msg
+
+
+def test_columns_of_a_multi_table_parent_are_named(app):
+    """A child model's triggers see its own table only: a rule that writes or
+    computes from a column its parent's table stores is refused, with the
+    copy that makes it work as the hint."""
+    _, item = shop({}, [])
+    writes = subclass("Gadget", item, {}, [dbrules.Derived("label", Lower("label"))])
+    error = only_error(writes)
+    assert error.id == "dbrules.E012" and "bookstore.Item's Meta.rules" in error.hint
+    assert "the rule writes bookstore.Gadget.label" in error.msg
+
+    computes = subclass(
+        "Widget",
+        item,
+        {"key": models.CharField(max_length=20, default="")},
+        [dbrules.Derived("key", Lower("label"))],
+    )
+    error = only_error(computes)
+    assert error.id == "dbrules.E012" and 'F("label")' in error.hint
+
+    counter = models.IntegerField
+    bin_model = define(
+        "Bin",
+        {"total": counter(default=0), "n": counter(default=0), "m": counter(default=0)},
+        [
+            dbrules.Derived("total", Sum("parts__size")),
+            dbrules.Derived("n", Count("parts", filter=Q(parts__hidden=True))),
+            # The child's own column: fine.
+            dbrules.Derived("m", Count("parts", filter=Q(parts__serial__gt=2))),
+        ],
+    )
+    fk = models.ForeignKey("Bin", related_name="parts", on_delete=models.CASCADE)
+    subclass("Part", item, {"bin": fk, "serial": counter(default=0)}, [])
+    errors = errors_of(bin_model)
+    assert [e.id for e in errors] == ["dbrules.E012", "dbrules.E012"]
+    assert "aggregate reads bookstore.Part.size" in errors[0].msg and 'F("size")' in errors[0].hint
+    assert "filter reads bookstore.Part.hidden" in errors[1].msg
+
+
+def test_copies_follow_the_parent_links_of_inherited_columns(app):
+    from dbrules.analysis import CopyPlan
+
+    _, item = shop({}, [])
+    text = models.CharField
+    gadget = subclass(
+        "Gadget",
+        item,
+        {"shelf_name": text(max_length=20, default=""), "label_copy": text(max_length=20, default="")},
+        [dbrules.Derived("shelf_name", F("shelf__name")), dbrules.Derived("label_copy", F("label"))],
+    )
+    assert errors_of(gadget) == []
+    shelf_name, label_copy = (analyze(gadget, r) for r in gadget._meta.rules)
+    assert isinstance(label_copy, CopyPlan)
+    assert [f.name for f in shelf_name.path] == ["item_ptr", "shelf"]
+    assert [f.name for f in label_copy.path] == ["item_ptr"] and label_copy.source.name == "label"
