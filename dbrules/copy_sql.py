@@ -550,12 +550,14 @@ def copy_cascade_triggers(
         source_model = fk.related_model
         relevant = path[hop + 1].column if hop + 1 < len(path) else plan.source.column
         # Walk back from the changed row to the rows holding the copy.
+        # Past the first step back the changed row may reach many rows.
         reaches = f"NEW.{fk_key(fk)}"
         for back in range(hop, 0, -1):
             prev = path[back - 1]
+            match = "=" if back == hop else "IN"
             reaches = (
                 f"(SELECT t.{fk_key(prev)} FROM {table(prev.related_model)} AS t "
-                f"WHERE t.{quoted_column(path[back])} = {reaches})"
+                f"WHERE t.{quoted_column(path[back])} {match} {reaches})"
             )
         operator = "=" if hop == 0 else "IN"
         func = render(
