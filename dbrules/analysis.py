@@ -304,6 +304,7 @@ def _analyze_aggregate(
         ) from None
     if relation.many_to_many:
         child, fk = _m2m_through(model, rule, relation)
+        _check_relation_table(model, rule, relation_name, fk)
         if rest and rest != "pk" and rest != relation.related_model._meta.pk.name:
             raise RuleError(
                 "dbrules.E005",
@@ -339,6 +340,7 @@ def _analyze_aggregate(
         )
     child = relation.related_model
     fk = relation.field
+    _check_relation_table(model, rule, relation_name, fk)
     value: Optional[models.Field] = None
     if rest:
         rest_field = child._meta._forward_fields_map.get(rest) or next(
@@ -388,6 +390,25 @@ def _analyze_aggregate(
     _check_target_type(model, rule, target, function, value)
     condition = _relative_condition(model, rule, relation_name, aggregate.filter, child)
     return AggregatePlan(rule, model, target, child, fk, function, value, condition, relation_name)
+
+
+def _check_relation_table(
+    model: type[models.Model], rule: Derived, relation_name: str, fk: models.ForeignKey
+) -> None:
+    """The relation's ForeignKey must point at ``model``'s own table: one
+    inherited from a multi-table parent points at the parent's, whose rows
+    need not be ``model``'s."""
+    owner = fk.target_field.model._meta.concrete_model
+    if owner is model._meta.concrete_model:
+        return
+    raise RuleError(
+        "dbrules.E012",
+        f"{rule.label(model)}: {relation_name!r} is inherited from {owner._meta.label}: "
+        f"{fk.model._meta.label}.{fk.name} points at the table of {owner._meta.label} "
+        f"(multi-table inheritance), not at {model._meta.label}'s.",
+        f"Declare the rule on {owner._meta.label}: {model._meta.label} inherits the derived "
+        "field with the others.",
+    )
 
 
 def _check_target_type(

@@ -300,3 +300,15 @@ def test_copies_follow_the_parent_links_of_inherited_columns(app):
     assert isinstance(label_copy, CopyPlan)
     assert [f.name for f in shelf_name.path] == ["item_ptr", "shelf"]
     assert [f.name for f in label_copy.path] == ["item_ptr"] and label_copy.source.name == "label"
+
+
+def test_relations_inherited_from_a_multi_table_parent_are_named(app):
+    """A relation whose ForeignKey points at the parent's table counts the
+    parent's rows, which need not be the child's."""
+    _, item = shop({}, [])
+    define("Note", {"item": models.ForeignKey("Item", related_name="notes", on_delete=models.CASCADE)}, [])
+    counter = models.IntegerField
+    gadget = subclass("Gadget", item, {"n": counter(default=0)}, [dbrules.Derived("n", Count("notes"))])
+    error = only_error(gadget)
+    assert error.id == "dbrules.E012" and "bookstore.Note.item points at the table of bookstore.Item" in error.msg
+    assert "Declare the rule on bookstore.Item" in error.hint
