@@ -392,6 +392,11 @@ def _analyze_aggregate(
     return AggregatePlan(rule, model, target, child, fk, function, value, condition, relation_name)
 
 
+def _stored_type(field: Optional[models.Field]) -> Optional[models.Field]:
+    """The field whose type a column holds: a GeneratedField's output_field."""
+    return field.output_field if getattr(field, "generated", False) else field
+
+
 def _check_relation_table(
     model: type[models.Model], rule: Derived, relation_name: str, fk: models.ForeignKey
 ) -> None:
@@ -419,6 +424,7 @@ def _check_target_type(
     value: Optional[models.Field],
 ) -> None:
     numeric = (*INTEGER_FIELDS, models.DecimalField, models.FloatField)
+    value = _stored_type(value)
     if function == "count" and not isinstance(target, INTEGER_FIELDS):
         raise RuleError(
             "dbrules.E006",
@@ -643,7 +649,7 @@ def _through_parent_links(
 def _check_copy_type(
     model: type[models.Model], rule: Derived, target: models.Field, source: models.Field
 ) -> None:
-    source_type = source.target_field if source.is_relation else source
+    source_type = _stored_type(source.target_field if source.is_relation else source)
     if target.get_internal_type() != source_type.get_internal_type() and not (
         isinstance(target, INTEGER_FIELDS + (models.AutoField,))
         and isinstance(source_type, INTEGER_FIELDS + (models.AutoField,))
@@ -733,6 +739,15 @@ def _analyze_row(
     columns = tuple(
         dict.fromkeys(col.target for col in _columns_of(resolved) if col.target.model is model)
     )
+    generated = [column.name for column in columns if getattr(column, "generated", False)]
+    if generated:
+        raise RuleError(
+            "dbrules.E005",
+            f"{rule.label(model)}: {model._meta.label}.{generated[0]} is a GeneratedField, which "
+            "PostgreSQL computes after the BEFORE trigger that computes this rule has run.",
+            f"Derive {rule.field} from the columns {generated[0]} is computed from, or declare "
+            f"{rule.field} as a GeneratedField too.",
+        )
     return RowPlan(rule=rule, parent=model, target=target, columns=columns)
 
 

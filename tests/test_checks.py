@@ -312,3 +312,14 @@ def test_relations_inherited_from_a_multi_table_parent_are_named(app):
     error = only_error(gadget)
     assert error.id == "dbrules.E012" and "bookstore.Note.item points at the table of bookstore.Item" in error.msg
     assert "Declare the rule on bookstore.Item" in error.hint
+
+
+def test_a_same_row_rule_over_a_generated_column_is_refused(app):
+    generated = models.GeneratedField(
+        expression=F("size") * 2, output_field=models.IntegerField(), db_persist=True
+    )
+    _, item = shop({}, [], {"double": generated, "plus_one": models.IntegerField(default=0)})
+    item._meta.rules = [dbrules.Derived("plus_one", F("double") + 1)]
+    error = only_error(item)
+    assert error.id == "dbrules.E005" and "bookstore.Item.double is a GeneratedField" in error.msg
+    assert "GeneratedField too" in error.hint
