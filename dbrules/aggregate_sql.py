@@ -473,12 +473,48 @@ def _one_row_path(
     }
 
 
+def _group_deltas(plans: list[AggregatePlan], operation: str) -> str:
+    """The per-parent deltas of a statement for rules over one relation."""
+    return render(
+        "aggregate_deltas.sql",
+        fk=quoted_column(plans[0].fk),
+        signed_rows=SIGNED_ROWS[operation],
+        delta_columns=",\n       ".join(c for p in plans for c in _delta_columns(p)),
+    )
+
+
+def _sibling_locks(groups: list[list[AggregatePlan]], keys: Callable[[list[AggregatePlan]], str]) -> str:
+    """sibling_locks.sql for relations of one child table to one parent
+    table; ``keys``: the query of the parent keys one relation changes."""
+    if len(groups) < 2:
+        return ""  # the template's next line follows directly
+    first = groups[0][0]
+    lock = render(
+        "sibling_locks.sql",
+        parent_table=table(first.parent),
+        parent_key=quoted_column(first.parent_key),
+        keys="\n UNION ALL ".join(keys(group) for group in groups),
+    )
+    return lock + "\n"
+
+
+def _changed_parent_keys(plans: list[AggregatePlan], operation: str) -> str:
+    """The keys of the parents a statement changes through one relation."""
+    changed = " OR ".join(_delta_changed(p) for p in plans)
+    return f"SELECT d.parent_key FROM ({_group_deltas(plans, operation)}) AS d WHERE {changed}"
+
+
 def aggregate_group_triggers(
-    plans: list[AggregatePlan], copies: list[CopyPlan], reacting: bool
+    plans: list[AggregatePlan],
+    copies: list[CopyPlan],
+    reacting: bool,
+    siblings: Sequence[list[AggregatePlan]] = (),
 ) -> list[CompiledTrigger]:
     """The statement triggers of rules over one relation; ``copies``: the
     child's copies whose first hop is that relation, whose check they run;
-    ``reacting``: updating the parent locks further rows."""
+    ``reacting``: updating the parent locks further rows; ``siblings``: the
+    rule groups over the child's other relations to the same parent table,
+    whose parents are locked together with these (sibling_locks.sql)."""
     first = plans[0]
     parent, child, fk = first.parent, first.child, first.fk
     parent_key = quoted_column(first.parent_key)
@@ -507,19 +543,16 @@ def aggregate_group_triggers(
         else "coalesce(current_setting('dbrules.deferred', true), '') = 'on'"
     )
     delta_columns = ",\n       ".join(c for p in plans for c in _delta_columns(p))
+    related = [plans, *siblings]
     for operation, suffix in (("insert", "ins"), ("update", "upd"), ("delete", "del")):
-        deltas = render(
-            "aggregate_deltas.sql",
-            fk=quoted_column(fk),
-            signed_rows=SIGNED_ROWS[operation],
-            delta_columns=delta_columns,
-        )
+        deltas = _group_deltas(plans, operation)
         check = None
         if copies and operation != "delete":
             counted = any(p.function == "count" and p.value is None and p.condition is None for p in plans)
             check = copy_check(child, copies, operation, folded=True, counted=counted)
         func = render(
             "aggregate_delta.sql",
+            sibling_locks=_sibling_locks(related, lambda group: _changed_parent_keys(group, operation)),
             **_one_row_path(plans, operation, rescans, check, reacting, park),
             copy_rows=check.rows if check else "",
             deferred=deferred,
@@ -580,7 +613,16 @@ def aggregate_group_triggers(
         when=pgtrigger.After,
         operation=pgtrigger.Insert,
         level=pgtrigger.Row,
-        func=render("aggregate_apply.sql", pending_table=pending, apply=merged),
+        func=render(
+            "aggregate_apply.sql",
+            pending_table=pending,
+            sibling_locks=_sibling_locks(
+                related,
+                lambda group: f"SELECT q.parent_key FROM {pending_table(group)[0]} AS q "
+                "WHERE q.dbrules_txid = txid_current()",
+            ),
+            apply=merged,
+        ),
         declare=list(COUNTS),
         comment=comment,
         on_table=pending,

@@ -62,7 +62,15 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
     reacting = _reacting_parents(plans, by_parent, aggregated)
     for key in sorted(aggregate_groups):
         group = aggregate_groups[key]
-        compiled.extend(aggregate_group_triggers(group, folded.get(key, []), group[0].parent in reacting))
+        # The child's other relations to the same parent table, deferred alike.
+        siblings = [
+            other
+            for other_key, other in sorted(aggregate_groups.items())
+            if other_key != key and other_key[:2] == key[:2] and deferred_by_rule(other) == deferred_by_rule(group)
+        ]
+        compiled.extend(
+            aggregate_group_triggers(group, folded.get(key, []), group[0].parent in reacting, siblings)
+        )
     for parent in sorted(by_parent, key=lambda m: m._meta.label):
         compiled.extend(parent_triggers(parent, by_parent[parent]))
     for model in sorted(row_plans, key=lambda m: m._meta.label):

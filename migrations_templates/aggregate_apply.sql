@@ -9,6 +9,6 @@
 IF NOT EXISTS (SELECT 1 FROM {{pending_table}} WHERE dbrules_txid = txid_current()) THEN
     RETURN NULL;
 END IF;
-{{apply}}
+{{sibling_locks}}{{apply}}
 DELETE FROM {{pending_table}} WHERE dbrules_txid = txid_current();
 RETURN NULL;

@@ -32,7 +32,7 @@ IF {{deferred}} THEN
      WHERE {{any_change}};
     RETURN NULL;
 END IF;
-{{one_row_branch}}
+{{sibling_locks}}{{one_row_branch}}
 {{apply_several}}
 {{copy_rows}}
 RETURN NULL;

@@ -24,7 +24,9 @@ from django.db import connections
 from psycopg import errors
 
 import dbrules
-from tests.bookstore.models import Author, Book, Depot, Loan, Parcel, Publisher, Reader, Shelf, ShelfItem, Tag
+from tests.bookstore.models import (
+    Account, Author, Book, Depot, Loan, Parcel, Publisher, Reader, Shelf, ShelfItem, Tag, Transfer,
+)
 from tests.conftest import assert_exact, outside_conninfo
 
 SECONDS = float(os.environ.get("DBRULES_LOAD_SECONDS", "3"))
@@ -402,3 +404,48 @@ def test_one_row_moves_lock_chained_grandparents_in_key_order():
     ])
     assert tally["ok"] > 100 and tally["deadlock"] == 0, tally
     assert_exact(Publisher, Author, Book)
+
+
+def _transfer_back_and_forth(first: int, second: int, deferred: bool) -> Counter:
+    """Two programs insert one-row transfers between the same two accounts
+    for SECONDS, in opposite directions, each its own transaction; deferred,
+    by dbrules.deferred. Returns the transfers committed and the deadlocks."""
+    tally: Counter = Counter()
+    stop = time.time() + SECONDS
+    table = Transfer._meta.db_table
+
+    def sender(source: int, target: int) -> None:
+        with psycopg.connect(**outside_conninfo()) as conn:
+            while time.time() < stop:
+                try:
+                    with conn.transaction():
+                        if deferred:
+                            conn.execute("SELECT set_config('dbrules.deferred', 'on', true)")
+                        conn.execute(
+                            f"INSERT INTO {table} (source_id, target_id, amount, source_name) VALUES (%s, %s, 1, '')",
+                            [source, target],
+                        )
+                    tally["ok"] += 1
+                except errors.DeadlockDetected:
+                    tally["deadlock"] += 1
+
+    threads = [threading.Thread(target=sender, args=pair) for pair in ((first, second), (second, first)) * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return tally
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("deferred", [False, True], ids=["immediate", "deferred"])
+def test_opposite_transfers_lock_both_relations_parents_in_one_key_order(deferred):
+    """A transfer changes its source account through one relation and its
+    target through another. Locked one relation after the other, A -> B and
+    B -> A each hold one account the other waits for; dbrules locks the
+    parents of both relations together, in key order, at the statement or
+    at commit."""
+    first, second = Account.objects.create(name="A"), Account.objects.create(name="B")
+    tally = _transfer_back_and_forth(first.pk, second.pk, deferred)
+    assert tally["ok"] > 100 and tally["deadlock"] == 0, tally
+    assert_exact(Account, Transfer)

@@ -177,3 +177,30 @@ class Parcel(models.Model):
             dbrules.Derived("depot_priority", F("depot__priority")),
             dbrules.Derived("depot_open", F("depot__is_open")),
         ]
+
+
+class Account(models.Model):
+    """Two relations of one table lead here, a transfer's source and target:
+    a statement on transfers locks the accounts of both in one key order."""
+
+    name = models.CharField(max_length=100)
+    num_sent = models.IntegerField(default=0)
+    total_sent = models.BigIntegerField(default=0)
+    total_received = models.BigIntegerField(default=0)
+
+    class Meta:
+        rules = [
+            dbrules.Derived("num_sent", Count("outgoing")),
+            dbrules.Derived("total_sent", Sum("outgoing__amount")),
+            dbrules.Derived("total_received", Sum("incoming__amount")),
+        ]
+
+
+class Transfer(models.Model):
+    source = models.ForeignKey(Account, related_name="outgoing", on_delete=models.CASCADE)
+    target = models.ForeignKey(Account, related_name="incoming", on_delete=models.CASCADE)
+    amount = models.IntegerField(default=1)
+    source_name = models.CharField(max_length=100, default="")
+
+    class Meta:
+        rules = [dbrules.Derived("source_name", F("source__name"))]
