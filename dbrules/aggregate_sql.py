@@ -34,7 +34,9 @@ from dbrules.triggers import (
 )
 
 
-PARKED = "coalesce(current_setting('dbrules.parked', true), '') = 'on'"
+# A transaction that parked deltas for its commit lists their pending
+# tables in this setting (mark_parked.sql).
+PARKED = "coalesce(current_setting('dbrules.parked', true), '') <> ''"
 # Parents a grouped apply updated (or locked) and parents whose deltas
 # change them: fewer of the first means a parent was not there.
 COUNTS = (("dbrules_applied", "bigint"), ("dbrules_changed", "bigint"))
@@ -528,6 +530,7 @@ def aggregate_group_triggers(
     park = {
         "pending_table": pending,
         "pending_columns": ", ".join(quote(n) for n in _delta_names(plans)),
+        "mark_parked": render("mark_parked.sql", entry=literal(pending + ";")),
     }
     any_change = " OR ".join(_delta_changed(p) for p in plans)
     common = {
@@ -614,20 +617,22 @@ def aggregate_group_triggers(
         operation=pgtrigger.Insert,
         level=pgtrigger.Row,
         func=render(
-            "aggregate_apply.sql",
-            pending_table=pending,
-            sibling_locks=_sibling_locks(
-                related,
-                lambda group: f"SELECT q.parent_key FROM {pending_table(group)[0]} AS q "
-                "WHERE q.dbrules_txid = txid_current()",
-            ),
-            apply=merged,
+            "aggregate_apply.sql", pending_table=pending, commit_locks=render("commit_locks.sql"), apply=merged
         ),
-        declare=list(COUNTS),
+        declare=[*COUNTS, ("dbrules_lock", "text")],
         comment=comment,
         on_table=pending,
-        setup=setup,
-        teardown=f"DROP TABLE IF EXISTS {pending};",
+        setup=setup
+        + "\n"
+        + render(
+            "commit_order.sql",
+            pending=literal(pending),
+            parent_table=literal(table(parent)),
+            parent_key=literal(parent_key),
+            child_table=literal(table(child)),
+        ),
+        teardown=f"DELETE FROM \"dbrules\".\"commit_order\" WHERE pending_table = {literal(pending)};\n"
+        f"DROP TABLE IF EXISTS {pending};",
         deferrable=True,
     )
     result.append(CompiledTrigger(parent, apply, tuple(plans)))

@@ -9,6 +9,7 @@
 IF NOT EXISTS (SELECT 1 FROM {{pending_table}} WHERE dbrules_txid = txid_current()) THEN
     RETURN NULL;
 END IF;
-{{sibling_locks}}{{apply}}
+{{commit_locks}}
+{{apply}}
 DELETE FROM {{pending_table}} WHERE dbrules_txid = txid_current();
 RETURN NULL;

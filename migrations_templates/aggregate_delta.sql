@@ -23,9 +23,7 @@
 --! rule, or per transaction with dbrules.deferred()) the deltas are parked in
 --! the group's pending table and applied once at commit (aggregate_apply.sql).
 IF {{deferred}} THEN
-    -- Tells a parent computed later in this transaction that it has parked
-    -- deltas to drop (parent_insert.sql, parent_rekey.sql).
-    PERFORM set_config('dbrules.parked', 'on', true);
+    {{mark_parked}}
     INSERT INTO {{pending_table}} (dbrules_txid, parent_key, {{pending_columns}})
     SELECT txid_current(), d.*
       FROM ({{deltas}}) AS d

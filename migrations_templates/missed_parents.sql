@@ -6,7 +6,7 @@
 --! computes its value later in this transaction drops them again
 --! (parent_insert.sql, parent_rekey.sql).
 IF dbrules_applied < dbrules_changed THEN
-    PERFORM set_config('dbrules.parked', 'on', true);
+    {{mark_parked}}
     INSERT INTO {{pending_table}} (dbrules_txid, parent_key, {{pending_columns}})
     SELECT txid_current(), d.*
       FROM ({{deltas}}) AS d

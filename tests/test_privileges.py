@@ -17,7 +17,7 @@ from tests.bookstore.models import Author, Book, Loan, Publisher, Reader
 from tests.conftest import assert_exact, outside_conninfo
 
 ROLE = "dbrules_book_writer"
-BOOK, AUTHOR = Book._meta.db_table, Author._meta.db_table
+BOOK, AUTHOR, LOAN = Book._meta.db_table, Author._meta.db_table, Loan._meta.db_table
 COLUMNS = "author_id, title, pages, published, author_name, title_key, label, size, weight_grams, num_tags"
 
 GRANTS = [
@@ -120,7 +120,37 @@ def test_writer_cannot_forge_parked_deltas(writer, admin):
         writer.execute(f"INSERT INTO {pending} (dbrules_txid, parent_key) VALUES (txid_current(), %s)", [ann.pk])
     with pytest.raises(errors.InsufficientPrivilege):
         writer.execute(f"TRUNCATE {BOOK}")
+    with pytest.raises(errors.InsufficientPrivilege):
+        writer.execute(
+            "INSERT INTO dbrules.commit_order VALUES (%s, %s, 'id', %s)", [pending, AUTHOR, BOOK]
+        )
     assert_exact(Author, Book)
+
+
+def test_writer_cannot_make_the_commit_run_what_dbrules_parked_names(writer, admin):
+    """The setting that lists the pending tables a transaction parked for
+    is the writer's to set; the commit-time locks it selects come from
+    dbrules.commit_order, which the writer cannot write. A forged entry
+    selects nothing, and the commit still locks and applies what parked."""
+    ann, bob = Author.objects.create(name="Ann"), Author.objects.create(name="Bob")
+    reader = Reader.objects.create(name="R")
+    admin.execute(f"GRANT INSERT ON {LOAN} TO {ROLE}")
+    admin.execute(f"GRANT USAGE ON SEQUENCE {LOAN}_id_seq TO {ROLE}")
+    book = Book.objects.create(author=ann, title="lent")
+    forged = f"{AUTHOR}; DROP TABLE {BOOK};"
+    with writer.transaction():
+        writer.execute("SELECT set_config('dbrules.deferred', 'on', true)")
+        writer.execute(f"INSERT INTO {BOOK} ({COLUMNS}) VALUES (%s, 'd', 1, true, '', '', '', '', 0, 0)", [bob.pk])
+        writer.execute(
+            f"INSERT INTO {LOAN} (reader_id, book_id, returned, book_title) VALUES (%s, %s, false, '')",
+            [reader.pk, book.pk],
+        )
+        writer.execute(
+            "SELECT set_config('dbrules.parked', current_setting('dbrules.parked') || %s, true)", [forged]
+        )
+    assert Author.objects.get(pk=bob.pk).num_books == 1
+    assert Reader.objects.get(pk=reader.pk).num_loans == 1
+    assert_exact(Author, Book, Reader, Loan)
 
 
 def test_writer_cannot_disable_replace_or_skip_the_triggers(writer, admin):
