@@ -397,6 +397,45 @@ def _stored_type(field: Optional[models.Field]) -> Optional[models.Field]:
     return field.output_field if getattr(field, "generated", False) else field
 
 
+def _check_decimal_fits(
+    model: type[models.Model],
+    rule: Derived,
+    target: models.Field,
+    source: models.Field,
+    what: str,
+    integer_digits: bool,
+) -> None:
+    """A stored number must hold every value of ``source`` exactly: a
+    DecimalField with fewer decimal places rounds (and an integer or float
+    column rounds any decimal), so the stored value would never equal
+    annotate()'s. ``integer_digits``: it must also hold as many digits before
+    the point (a copy or an extreme; a sum's width is the user's to size, and
+    a sum that outgrows it fails its statement rather than drift)."""
+    if not isinstance(source, models.DecimalField):
+        return
+    label = f"{source.model._meta.label}.{source.name}"
+    places = source.decimal_places
+    if not isinstance(target, models.DecimalField):
+        problem = f"{type(target).__name__} cannot hold the decimals of {label} (decimal_places={places})"
+        hint = f"Store it in a DecimalField with decimal_places >= {places}."
+    elif target.decimal_places < places:
+        problem = (
+            f"{model._meta.label}.{rule.field} has decimal_places={target.decimal_places}, fewer than "
+            f"{label}'s {places}: stored values would be rounded"
+        )
+        hint = f"Give {rule.field} decimal_places >= {places}."
+    elif integer_digits and target.max_digits - target.decimal_places < source.max_digits - places:
+        digits = source.max_digits - places
+        problem = (
+            f"{model._meta.label}.{rule.field} holds {target.max_digits - target.decimal_places} digit(s) "
+            f"before the point, fewer than {label}'s {digits}: writes of large values would fail"
+        )
+        hint = f"Give {rule.field} max_digits >= {target.decimal_places + digits}."
+    else:
+        return
+    raise RuleError("dbrules.E006", f"{rule.label(model)}: {what} {label}: {problem}.", hint)
+
+
 def _check_relation_table(
     model: type[models.Model], rule: Derived, relation_name: str, fk: models.ForeignKey
 ) -> None:
@@ -451,6 +490,7 @@ def _check_target_type(
                 "(floating-point addition is not associative).",
                 "Sum an IntegerField or DecimalField.",
             )
+        _check_decimal_fits(model, rule, target, value, "a sum of", integer_digits=False)
     if function in {"min", "max"} and value is not None:
         if target.get_internal_type() != value.get_internal_type() and not (
             isinstance(target, numeric) and isinstance(value, numeric)
@@ -461,6 +501,8 @@ def _check_target_type(
                 f"in {type(target).__name__}.",
                 "Store the extreme in a field of the same type as the aggregated field.",
             )
+    if function in {"min", "max"} and value is not None and isinstance(target, numeric):
+        _check_decimal_fits(model, rule, target, value, f"the {function} of", integer_digits=True)
     if function in {"min", "max"} and value is None:
         raise RuleError(
             "dbrules.E005",
@@ -662,6 +704,7 @@ def _check_copy_type(
             f"{type(target).__name__}.",
             "Copy into a field of the same type as the source.",
         )
+    _check_decimal_fits(model, rule, target, source_type, "a copy of", integer_digits=True)
     source_length = getattr(source_type, "max_length", None)
     target_length = getattr(target, "max_length", None)
     if isinstance(target, models.CharField) and target_length is not None and (

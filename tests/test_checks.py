@@ -323,3 +323,41 @@ def test_a_same_row_rule_over_a_generated_column_is_refused(app):
     error = only_error(item)
     assert error.id == "dbrules.E005" and "bookstore.Item.double is a GeneratedField" in error.msg
     assert "GeneratedField too" in error.hint
+
+
+def test_decimals_that_would_be_rounded_are_refused(app):
+    """A stored value with fewer decimal places than its source is rounded on
+    every write, so it never equals annotate()'s: the check says so."""
+    price = models.DecimalField(max_digits=8, decimal_places=2, default=0)
+    money = models.DecimalField
+    parent, _ = shop(
+        {
+            "total": money(max_digits=12, decimal_places=1, default=0),
+            "whole": models.BigIntegerField(default=0),
+            "top": money(max_digits=5, decimal_places=2, null=True),
+            "fine": money(max_digits=14, decimal_places=2, default=0),
+        },
+        [
+            dbrules.Derived("total", Sum("items__price")),
+            dbrules.Derived("whole", Sum("items__price")),
+            dbrules.Derived("top", Max("items__price")),
+            dbrules.Derived("fine", Sum("items__price")),
+        ],
+        {"price": price},
+    )
+    errors = errors_of(parent)
+    assert [e.id for e in errors] == ["dbrules.E006"] * 3, errors
+    total, whole, top = errors
+    assert "decimal_places=1, fewer than bookstore.Item.price's 2" in total.msg
+    assert "decimal_places >= 2" in total.hint
+    assert "BigIntegerField cannot hold the decimals" in whole.msg
+    assert "3 digit(s) before the point, fewer than bookstore.Item.price's 6" in top.msg
+    assert "max_digits >= 8" in top.hint
+
+
+def test_a_decimal_copy_must_hold_its_source(app):
+    parent, item = shop({"rate": models.DecimalField(max_digits=6, decimal_places=3, default=0)}, [])
+    item.add_to_class("rate", models.DecimalField(max_digits=6, decimal_places=2, default=0))
+    item._meta.rules = [dbrules.Derived("rate", F("shelf__rate"))]
+    error = only_error(item)
+    assert error.id == "dbrules.E006" and "a copy of bookstore.Shelf.rate" in error.msg
