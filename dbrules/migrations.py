@@ -4,7 +4,8 @@ Triggers reach migrations through django-pgtrigger (``AddTrigger`` /
 ``RemoveTrigger``). This module adds :class:`BackfillRules`, written by
 ``makemigrations`` whenever a model's ``Meta.rules`` change, which records the
 rules in the migration state and recomputes the derived columns -- forwards
-with the new rules, backwards with the old ones.
+with the new rules, backwards with the old ones (at the end of the reversal,
+by :class:`ReverseBackfill`, once renamed fields have their old names).
 """
 
 from __future__ import annotations
@@ -28,20 +29,22 @@ class BackfillRules(Operation):
     reversible = True
     reduces_to_sql = False
 
-    def __init__(self, model_name: str, rules: Sequence[Derived]) -> None:
+    def __init__(self, model_name: str, rules: Sequence[Derived], backfill_backwards: bool = True) -> None:
         self.model_name = model_name
         self.rules = list(rules)
+        # False when the migration starts with a ReverseBackfill, which
+        # recomputes with the old rules once the rest is reversed.
+        self.backfill_backwards = backfill_backwards
 
     @property
     def model_name_lower(self) -> str:
         return self.model_name.lower()
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
-        return (
-            self.__class__.__name__,
-            [],
-            {"model_name": self.model_name, "rules": self.rules},
-        )
+        kwargs: dict[str, Any] = {"model_name": self.model_name, "rules": self.rules}
+        if not self.backfill_backwards:
+            kwargs["backfill_backwards"] = False
+        return (self.__class__.__name__, [], kwargs)
 
     def state_forwards(self, app_label: str, state: Any) -> None:
         model_state = state.models[app_label, self.model_name_lower]
@@ -52,36 +55,11 @@ class BackfillRules(Operation):
         state.reload_model(app_label, self.model_name_lower, delay=True)
 
     def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        self._backfill(app_label, schema_editor, to_state)
+        _backfill(app_label, self.model_name, schema_editor, to_state)
 
     def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        self._backfill(app_label, schema_editor, to_state)
-
-    def _backfill(self, app_label: str, schema_editor: Any, state: Any) -> None:
-        from dbrules.analysis import AggregatePlan, analyze
-        from dbrules.maintenance import repair
-        from dbrules.sqlrender import table
-
-        connection = schema_editor.connection
-        model = state.apps.get_model(app_label, self.model_name)
-        if connection.vendor != "postgresql" or not router.allow_migrate_model(
-            connection.alias, model
-        ):
-            return
-        rules = state.models[app_label, self.model_name_lower].options.get("rules", [])
-        if not rules:
-            return
-        # Writers of the source tables wait until this migration commits, so
-        # no change can fall between the recompute and the triggers, whichever
-        # order the migration installs them in. CREATE TRIGGER takes this same
-        # lock anyway.
-        sources = sorted(
-            {table(plan.child) for plan in (analyze(model, r) for r in rules) if isinstance(plan, AggregatePlan)}
-        )
-        with connection.cursor() as cursor:
-            for source in sources:
-                cursor.execute(f"LOCK TABLE {source} IN SHARE ROW EXCLUSIVE MODE")
-        repair(model, using=connection.alias)
+        if self.backfill_backwards:
+            _backfill(app_label, self.model_name, schema_editor, to_state)
 
     def describe(self) -> str:
         return f"Backfill derived fields of {self.model_name}"
@@ -89,6 +67,65 @@ class BackfillRules(Operation):
     @property
     def migration_name_fragment(self) -> str:
         return f"{self.model_name_lower}_rules"
+
+
+class ReverseBackfill(Operation):
+    """First in a migration that changes a model's rules: reversing it,
+    recompute the derived columns with the old rules once everything after
+    it is undone -- fields renamed back, old triggers reinstalled. (Reversed
+    where BackfillRules stands, last, the old rules would be read against the
+    migration's renamed fields.) Forwards it does nothing."""
+
+    reversible = True
+    reduces_to_sql = False
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return (self.__class__.__name__, [], {"model_name": self.model_name})
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        pass
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        pass
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        _backfill(app_label, self.model_name, schema_editor, to_state)
+
+    def describe(self) -> str:
+        return f"Recompute derived fields of {self.model_name} when reversed"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"reverse_{self.model_name.lower()}_rules"
+
+
+def _backfill(app_label: str, model_name: str, schema_editor: Any, state: Any) -> None:
+    """Recompute ``model_name``'s derived columns with its rules in ``state``."""
+    from dbrules.analysis import AggregatePlan, analyze
+    from dbrules.maintenance import repair
+    from dbrules.sqlrender import table
+
+    connection = schema_editor.connection
+    model = state.apps.get_model(app_label, model_name)
+    if connection.vendor != "postgresql" or not router.allow_migrate_model(connection.alias, model):
+        return
+    rules = state.models[app_label, model_name.lower()].options.get("rules", [])
+    if not rules:
+        return
+    # Writers of the source tables wait until this migration commits, so
+    # no change can fall between the recompute and the triggers, whichever
+    # order the migration installs them in. CREATE TRIGGER takes this same
+    # lock anyway.
+    sources = sorted(
+        {table(plan.child) for plan in (analyze(model, r) for r in rules) if isinstance(plan, AggregatePlan)}
+    )
+    with connection.cursor() as cursor:
+        for source in sources:
+            cursor.execute(f"LOCK TABLE {source} IN SHARE ROW EXCLUSIVE MODE")
+    repair(model, using=connection.alias)
 
 
 class _ThroughTriggerOperation(Operation):
@@ -226,18 +263,23 @@ class RulesAutodetectorMixin:
             old_rules = list(old_options.get("rules", []))
             new_rules = list(new_options.get("rules", []))
             if old_rules != new_rules:
+                if old_rules:
+                    self.add_operation(  # type: ignore[attr-defined]
+                        app_label, ReverseBackfill(model_name=old_model_name)
+                    )
                 self.add_operation(  # type: ignore[attr-defined]
-                    app_label, BackfillRules(model_name=model_name, rules=new_rules)
+                    app_label,
+                    BackfillRules(model_name=model_name, rules=new_rules, backfill_backwards=not old_rules),
                 )
 
     def _sort_migrations(self) -> None:
         """dbrules' triggers read columns that other operations of the same
         migration may add or drop, and nothing depends on them: drop old
         triggers first, create new ones after every schema change, and
-        backfill last."""
+        backfill last (and, reversed, first of all: ReverseBackfill)."""
         super()._sort_migrations()  # type: ignore[misc]
         for app_label, operations in self.generated_operations.items():  # type: ignore[attr-defined]
-            buckets: dict[int, list[Operation]] = {0: [], 1: [], 2: [], 3: []}
+            buckets: dict[int, list[Operation]] = {-1: [], 0: [], 1: [], 2: [], 3: []}
             for op in operations:
                 buckets[_phase(op)].append(op)
             self.generated_operations[app_label] = [  # type: ignore[attr-defined]
@@ -258,6 +300,8 @@ def _phase(op: Operation) -> int:
         return 2
     if isinstance(op, BackfillRules):
         return 3
+    if isinstance(op, ReverseBackfill):
+        return -1
     return 1
 
 

@@ -93,14 +93,17 @@ def throwaway_project(root: Path, database: str, models: str = "", setup_sql: st
             admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
-def run_project(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python <args>`` inside a throwaway project."""
+def run_project(root: Path, *args: str, answers: str | None = None) -> subprocess.CompletedProcess:
+    """``python <args>`` inside a throwaway project; ``answers``: what to type
+    at its prompts (makemigrations asking whether a field was renamed)."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "throwaway_settings",
         "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)]),
     }
-    return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, *args], cwd=root, env=env, capture_output=True, text=True, input=answers
+    )
 
 
 def migrate_and_run(root: Path, script: str) -> list[str]:

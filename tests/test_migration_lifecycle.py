@@ -44,8 +44,8 @@ def project(tmp_path, django_db_blocker):
         yield tmp_path, info
 
 
-def manage(root: Path, *args: str) -> str:
-    result = run_project(root, "-m", "django", *args)
+def manage(root: Path, *args: str, answers: str | None = None) -> str:
+    result = run_project(root, "-m", "django", *args, answers=answers)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -102,4 +102,34 @@ def test_add_change_remove_a_rule_forwards_and_backwards(project):
     manage(root, "migrate", "shop")  # and forwards again
     assert triggers(info) == 0
     manage(root, "migrate", "shop", "0003")
+    assert counts(info) == [("a", 6), ("b", 6)]
+
+
+def test_renaming_the_fields_a_rule_reads_migrates_both_ways(project):
+    """makemigrations drops the triggers, renames, installs the new ones and
+    backfills; reversed, the old rules are recomputed only once the fields
+    have their old names again (ReverseBackfill, first in the migration)."""
+    root, info = project
+    step(root, COUNT_HEAVY, "initial")
+    with psycopg.connect(**info) as conn:
+        conn.execute("INSERT INTO shop_shelf (id, name, num_items) VALUES (1, 'a', 0), (2, 'b', 0)")
+        conn.execute("INSERT INTO shop_item (shelf_id, heavy) SELECT 1 + g % 2, g % 3 = 0 FROM generate_series(1, 30) g")
+    assert counts(info) == [("a", 5), ("b", 5)]
+
+    renamed = MODELS.format(meta=COUNT_HEAVY).replace("heavy", "bulky")
+    (root / "shop" / "models.py").write_text(renamed)
+    out = manage(root, "makemigrations", "shop", "--name", "renamed", answers="y\n")
+    assert "Rename field heavy on item to bulky" in out
+    manage(root, "migrate", "shop")
+    assert "No changes detected" in manage(root, "makemigrations", "--check", "--dry-run")
+    with psycopg.connect(**info) as conn:
+        conn.execute("INSERT INTO shop_item (shelf_id, bulky) VALUES (1, true), (2, false)")
+    assert counts(info) == [("a", 6), ("b", 5)]
+
+    manage(root, "migrate", "shop", "0001")  # the old column name, the old triggers
+    assert counts(info) == [("a", 6), ("b", 5)]
+    with psycopg.connect(**info) as conn:
+        conn.execute("INSERT INTO shop_item (shelf_id, heavy) VALUES (2, true)")
+    assert counts(info) == [("a", 6), ("b", 6)]
+    manage(root, "migrate", "shop")
     assert counts(info) == [("a", 6), ("b", 6)]
