@@ -11,3 +11,4 @@ class DBRulesConfig(AppConfig):
         registry.register_triggers()
         runtime.return_derived_values_on_insert()
         migrations.patch_autodetector()
+        migrations.keep_trigger_comments()

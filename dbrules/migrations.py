@@ -315,6 +315,42 @@ def _field_created(app_label: str, model_name: str, field: str) -> Any:
     return (app_label, model_name, field, True)
 
 
+def keep_trigger_comments() -> None:
+    """Altering the type of a column a trigger's ``WHEN`` or ``UPDATE OF``
+    names (``max_length`` 100 -> 200) makes django-pgtrigger drop the trigger
+    and recreate it from ``pg_get_triggerdef``, which carries no comment. The
+    comment holds the hash pgtrigger, ``dbrules list`` and ``dbrules check``
+    tell an installed trigger by: without it the trigger reads as outdated
+    forever, and no migration brings it back. Put it back with the trigger."""
+    import contextlib
+
+    from pgtrigger.migrations import DatabaseSchemaEditorMixin
+
+    original = DatabaseSchemaEditorMixin.temporarily_drop_trigger
+    if getattr(original, "keeps_comment", False):
+        return
+
+    @contextlib.contextmanager
+    def temporarily_drop_trigger(self: Any, trigger: str, table: str) -> Any:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT obj_description(oid, 'pg_trigger') FROM pg_trigger "
+                "WHERE tgname = %s AND tgrelid = %s::regclass",
+                [trigger, table],
+            )
+            row = cursor.fetchone()
+        with original(self, trigger, table):
+            yield
+        if row and row[0] is not None:
+            from dbrules.sqlrender import quote
+
+            with self.connection.cursor() as cursor:
+                cursor.execute(f"COMMENT ON TRIGGER {quote(trigger)} ON {quote(table)} IS %s", [row[0]])
+
+    temporarily_drop_trigger.keeps_comment = True  # type: ignore[attr-defined]
+    DatabaseSchemaEditorMixin.temporarily_drop_trigger = temporarily_drop_trigger  # type: ignore[method-assign]
+
+
 def patch_autodetector() -> None:
     """Mix BackfillRules detection into the autodetector, the way pgtrigger
     mixes in its triggers. Django 5.2 insists both commands use one class."""

@@ -133,3 +133,29 @@ def test_renaming_the_fields_a_rule_reads_migrates_both_ways(project):
     assert counts(info) == [("a", 6), ("b", 6)]
     manage(root, "migrate", "shop")
     assert counts(info) == [("a", 6), ("b", 6)]
+
+
+def test_altering_the_type_of_a_column_a_trigger_names_keeps_it_installed(project):
+    """A longer name: django-pgtrigger drops and recreates each trigger whose
+    WHEN or UPDATE OF names the column around the ALTER COLUMN TYPE. The
+    recreated triggers keep the comment that tells them installed, so
+    ``dbrules check`` still passes (it exits 1 on an outdated trigger)."""
+    root, info = project
+    # Item, last in MODELS, gets a copy of its shelf's name.
+    source = MODELS.format(meta=COUNT_ALL).replace("import Count, Q", "import Count, F, Q") + """
+    shelf_name = models.CharField(max_length=50, default="")
+    class Meta:
+        rules = [dbrules.Derived("shelf_name", F("shelf__name"))]
+"""
+    (root / "shop" / "models.py").write_text(source)
+    manage(root, "makemigrations", "shop", "--name", "initial")
+    manage(root, "migrate", "shop")
+    longer = source.replace("max_length=50", "max_length=120")
+    (root / "shop" / "models.py").write_text(longer)
+    manage(root, "makemigrations", "shop", "--name", "longer")
+    manage(root, "migrate", "shop")
+    with psycopg.connect(**info) as conn:
+        conn.execute("INSERT INTO shop_shelf (id, name, num_items) VALUES (1, %s, 0)", ["x" * 100])
+        conn.execute("INSERT INTO shop_item (shelf_id, heavy, shelf_name) VALUES (1, false, '')")
+        assert conn.execute("SELECT shelf_name FROM shop_item").fetchone() == ("x" * 100,)
+    assert "no drift in 2 rule(s)" in manage(root, "dbrules", "check")
