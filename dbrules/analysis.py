@@ -154,19 +154,46 @@ def analyze(model: type[models.Model], rule: Any) -> Plan:
         )
     target = _target_field(model, rule)
     expression = rule.expression
+    plan: Plan
     if isinstance(expression, Aggregate):
-        return _analyze_aggregate(model, rule, target, expression)
-    if isinstance(expression, F):
+        plan = _analyze_aggregate(model, rule, target, expression)
+    elif isinstance(expression, F):
         if LOOKUP_SEP in expression.name or _is_inherited_column(model, expression.name):
-            return _analyze_copy(model, rule, target, expression)
-        return _analyze_row(model, rule, target, expression)
-    if hasattr(expression, "resolve_expression") and not isinstance(expression, Q):
-        return _analyze_row(model, rule, target, expression)
-    raise RuleError(
-        "dbrules.E005",
-        f"{rule.label(model)}: {type(expression).__name__} expressions are not supported.",
-        f"Supported: {SUPPORTED_FORMS}.",
-    )
+            plan = _analyze_copy(model, rule, target, expression)
+        else:
+            plan = _analyze_row(model, rule, target, expression)
+    elif hasattr(expression, "resolve_expression") and not isinstance(expression, Q):
+        plan = _analyze_row(model, rule, target, expression)
+    else:
+        raise RuleError(
+            "dbrules.E005",
+            f"{rule.label(model)}: {type(expression).__name__} expressions are not supported.",
+            f"Supported: {SUPPORTED_FORMS}.",
+        )
+    _check_managed(model, rule, plan)
+    return plan
+
+
+def _check_managed(model: type[models.Model], rule: Derived, plan: Plan) -> None:
+    """Every table the rule's triggers go on must be one Django migrates:
+    they are installed by migrations, which skip unmanaged models."""
+    if isinstance(plan, AggregatePlan):
+        tables = [plan.parent, plan.child]
+    elif isinstance(plan, CopyPlan):
+        tables = [plan.parent, *(fk.related_model for fk in plan.path)]
+    else:
+        tables = [plan.parent]
+    for table_model in tables:
+        if not table_model._meta.managed:
+            raise RuleError(
+                "dbrules.E013",
+                f"{rule.label(model)}: {table_model._meta.label} is unmanaged (Meta.managed = False); "
+                "the rule's triggers go on its table, and Django's migrations, which install "
+                "them, never touch an unmanaged table.",
+                f"Make {table_model._meta.label} managed (for a table that exists already, "
+                "`migrate --fake-initial` records its CreateModel), or drop the rule and "
+                "annotate() its expression at read time.",
+            )
 
 
 def analyze_model(model: type[models.Model]) -> ModelRules:

@@ -4,7 +4,8 @@ Ids: E001 missing app, E002 not a Derived, E003 bad target field, E004 unknown
 field or relation, E005 unsupported expression, E006 type mismatch, E007
 filter that cannot be compiled, E008 two rules for one field, E009 cycle,
 E010 rules over one relation that disagree on deferred=, E011 rules on a
-proxy model, E012 a multi-table child's rule over its parent's columns.
+proxy model, E012 a multi-table child's rule over its parent's columns, E013
+a rule needing triggers on an unmanaged model's table.
 """
 
 from __future__ import annotations

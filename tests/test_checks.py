@@ -361,3 +361,16 @@ def test_a_decimal_copy_must_hold_its_source(app):
     item._meta.rules = [dbrules.Derived("rate", F("shelf__rate"))]
     error = only_error(item)
     assert error.id == "dbrules.E006" and "a copy of bookstore.Shelf.rate" in error.msg
+
+
+def test_rules_that_need_triggers_on_an_unmanaged_table_are_refused(app):
+    """Migrations install the triggers and skip unmanaged models: refused on
+    the parent, on a counted child and on a copy's source alike."""
+    parent, child = shop({"n": models.IntegerField(default=0)}, [dbrules.Derived("n", Count("items"))])
+    child._meta.managed = False
+    error = only_error(parent)
+    assert error.id == "dbrules.E013" and "bookstore.Item is unmanaged" in error.msg
+    assert "--fake-initial" in error.hint
+    child._meta.rules = [dbrules.Derived("label", F("shelf__name"))]
+    child._meta.managed, parent._meta.managed = True, False
+    assert only_error(child).id == "dbrules.E013"
