@@ -19,7 +19,7 @@ import pgtrigger
 from django.db import models
 
 from dbrules.analysis import AggregatePlan, CopyPlan
-from dbrules.copy_sql import CopyCheck, copy_check
+from dbrules.copy_sql import CopyCheck, copy_check, recheck_rows
 from dbrules.sqlrender import column_type, literal, quote, render, render_condition, table
 from dbrules.triggers import (
     OPERATIONS,
@@ -28,6 +28,9 @@ from dbrules.triggers import (
     RuleTrigger,
     any_column_changed,
     comment_for,
+    commit_order_entry,
+    commit_order_removal,
+    mark_parked,
     quoted_column,
     transaction_table,
     trigger_name,
@@ -530,7 +533,7 @@ def aggregate_group_triggers(
     park = {
         "pending_table": pending,
         "pending_columns": ", ".join(quote(n) for n in _delta_names(plans)),
-        "mark_parked": render("mark_parked.sql", entry=literal(pending + ";")),
+        "mark_parked": mark_parked(pending),
     }
     any_change = " OR ".join(_delta_changed(p) for p in plans)
     common = {
@@ -555,6 +558,7 @@ def aggregate_group_triggers(
             check = copy_check(child, copies, operation, folded=True, counted=counted)
         func = render(
             "aggregate_delta.sql",
+            recheck=recheck_rows(child, copies, operation) if check else "",
             sibling_locks=_sibling_locks(related, lambda group: _changed_parent_keys(group, operation)),
             **_one_row_path(plans, operation, rescans, check, reacting, park),
             copy_rows=check.rows if check else "",
@@ -624,15 +628,15 @@ def aggregate_group_triggers(
         on_table=pending,
         setup=setup
         + "\n"
-        + render(
-            "commit_order.sql",
-            pending=literal(pending),
-            parent_table=literal(table(parent)),
-            parent_key=literal(parent_key),
-            child_table=literal(table(child)),
+        + commit_order_entry(
+            pending,
+            pending,
+            parent,
+            parent_key,
+            child,
+            f"SELECT q.parent_key FROM {pending} AS q WHERE q.dbrules_txid = txid_current()",
         ),
-        teardown=f"DELETE FROM \"dbrules\".\"commit_order\" WHERE pending_table = {literal(pending)};\n"
-        f"DROP TABLE IF EXISTS {pending};",
+        teardown=f"{commit_order_removal(pending)}\nDROP TABLE IF EXISTS {pending};",
         deferrable=True,
     )
     result.append(CompiledTrigger(parent, apply, tuple(plans)))

@@ -19,6 +19,7 @@ from dbrules.analysis import AggregatePlan, CopyPlan, Plan, RowPlan
 from dbrules.copy_sql import (
     checked_copies,
     copy_cascade_triggers,
+    deferred_sources,
     copy_check_triggers,
     row_inputs,
     row_triggers,
@@ -50,14 +51,20 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
     deferred_parents = {
         group[0].parent for group in aggregate_groups.values() if deferred_by_rule(group)
     }
-    checked = {model: checked_copies(row_plans[model], deferred_parents) for model in row_plans}
+    checked = {model: checked_copies(row_plans[model]) for model in row_plans}
     # A copy whose first hop is a relation some rules count over is checked
     # by that count's statement trigger: one trigger, one read of the row,
-    # and the count's parent UPDATE is the copy's lock on its first hop.
+    # and the count's parent UPDATE is the copy's lock on its first hop (or,
+    # deferred, it notes the rows to check at commit). Not in a count that
+    # checks at once a copy that reads a parent of deferred rules further on.
     folded: dict[tuple[Any, ...], list[CopyPlan]] = {}
     for key, group in aggregate_groups.items():
-        if not deferred_by_rule(group):
-            folded[key] = [c for c in checked.get(group[0].child, []) if c.path[0] == group[0].fk]
+        folded[key] = [
+            c
+            for c in checked.get(group[0].child, [])
+            if c.path[0] == group[0].fk
+            and (deferred_by_rule(group) or not deferred_sources([c], deferred_parents))
+        ]
     carried = {id(c) for copies in folded.values() for c in copies}
     reacting = _reacting_parents(plans, by_parent, aggregated)
     for key in sorted(aggregate_groups):
@@ -75,7 +82,8 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
         compiled.extend(parent_triggers(parent, by_parent[parent]))
     for model in sorted(row_plans, key=lambda m: m._meta.label):
         compiled.extend(row_triggers(model, row_plans[model]))
-        compiled.extend(copy_check_triggers(model, [c for c in checked[model] if id(c) not in carried]))
+        standalone = [c for c in checked[model] if id(c) not in carried]
+        compiled.extend(copy_check_triggers(model, standalone, deferred_sources(standalone, deferred_parents)))
         for plan in sorted(row_plans[model], key=lambda p: p.target.name):
             if isinstance(plan, CopyPlan):
                 compiled.extend(copy_cascade_triggers(plan, aggregated))

@@ -22,7 +22,10 @@ from dbrules.triggers import (
     RuleTrigger,
     any_column_changed,
     comment_for,
+    commit_order_entry,
+    commit_order_removal,
     fk_key,
+    mark_parked,
     null_safe_equal,
     quoted_column,
     transaction_table,
@@ -124,14 +127,46 @@ def row_inputs(plans: Iterable[Plan]) -> dict[str, None]:
 
 
 def _recopy_table(model: type[models.Model]) -> tuple[str, str]:
-    """The table of rows whose copies wait for a source still being written
-    by another transaction (copy_recopy.sql), and the SQL that creates it."""
+    """The table of rows whose copies are checked again at commit
+    (copy_recopy.sql): each row of it holds the keys of one or more rows of
+    ``model``. And the SQL that creates it."""
     return transaction_table(
         "recopy",
         model,
-        (model._meta.db_table, model._meta.pk.column),
-        f"row_key {column_type(model._meta.pk)} NOT NULL",
+        (model._meta.db_table, model._meta.pk.column, "row_keys"),
+        f"row_keys {column_type(model._meta.pk)}[] NOT NULL",
     )
+
+
+def _noted_rows(recopy: str) -> str:
+    """The keys this transaction noted in ``recopy``."""
+    return f"SELECT unnest(r.row_keys) FROM {recopy} AS r WHERE r.dbrules_txid = txid_current()"
+
+
+def _source_prefixes(copies: Iterable[CopyPlan]) -> list[tuple[models.ForeignKey, ...]]:
+    """Every ForeignKey path the copies read, and each of its prefixes:
+    nearer tables first (a child's parents before theirs, as the count
+    triggers and their chains lock them), then a stable order."""
+    return sorted(
+        {plan.path[:hop] for plan in copies for hop in range(1, len(plan.path) + 1)},
+        key=lambda prefix: (len(prefix), [f"{fk.model._meta.label}.{fk.name}" for fk in prefix]),
+    )
+
+
+def recheck_rows(model: type[models.Model], copies: list[CopyPlan], operation: str) -> str:
+    """copy_recheck.sql: note the rows of a statement of a deferred
+    transaction whose copies a copy check would have checked."""
+    recopy, _ = _recopy_table(model)
+    pk = quoted_column(model._meta.pk)
+    moved = ""
+    if operation == "update":
+        kept = " AND ".join(
+            null_safe_equal(f"o.{quote(c)}", f"n.{quote(c)}")
+            for c in dict.fromkeys(plan.path[0].column for plan in copies)
+        )
+        moved = f" WHERE NOT EXISTS (SELECT FROM dbrules_old AS o WHERE o.{pk} = n.{pk} AND {kept})"
+    text = render("copy_recheck.sql", recopy_table=recopy, pk=pk, moved=moved, mark_parked=mark_parked(recopy))
+    return textwrap.indent(text, "    ")
 
 
 def row_triggers(model: type[models.Model], plans: list[Plan]) -> list[CompiledTrigger]:
@@ -139,8 +174,8 @@ def row_triggers(model: type[models.Model], plans: list[Plan]) -> list[CompiledT
     copies = [p for p in ordered if isinstance(p, CopyPlan)]
     recopy, setup = _recopy_table(model)
     park = (
-        f"INSERT INTO {recopy} (dbrules_txid, row_key) "
-        f"VALUES (txid_current(), NEW.{quote(model._meta.pk.column)});"
+        f"INSERT INTO {recopy} (dbrules_txid, row_keys) "
+        f"VALUES (txid_current(), ARRAY[NEW.{quote(model._meta.pk.column)}]); {mark_parked(recopy)}"
     )
     first_hops: set[str] = set()
     assignments = []
@@ -190,14 +225,18 @@ def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: s
     """At commit: copy again, from the now committed sources, the rows whose
     first hop was not there when they were written (copy_recopy.sql)."""
     pk = quote(model._meta.pk.column)
-    parked = f"SELECT r.row_key FROM {recopy} AS r WHERE r.dbrules_txid = txid_current()"
-    locks = []
-    for fk in dict.fromkeys(p.path[0] for p in copies):
+    parked = _noted_rows(recopy)
+    locks, entries = [], []
+    for prefix in _source_prefixes(copies):
+        start = f"SELECT c.{quoted_column(prefix[0])} FROM {table(model)} AS c WHERE c.{pk} IN ({parked})"
+        keys, last = _path_keys(prefix, start, one=False), prefix[-1]
         locks.append(
-            f"PERFORM 1 FROM {table(fk.related_model)} AS s WHERE s.{fk_key(fk)} IN "
-            f"(SELECT c.{quoted_column(fk)} FROM {table(model)} AS c WHERE c.{pk} IN ({parked})) "
-            f"ORDER BY s.{fk_key(fk)} FOR NO KEY UPDATE;"
+            f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{fk_key(last)} IN ({keys}) "
+            f"ORDER BY s.{fk_key(last)} FOR NO KEY UPDATE;"
         )
+        holder = prefix[-2].related_model if len(prefix) > 1 else model
+        entry = f"{recopy} {'.'.join(fk.column for fk in prefix)}"
+        entries.append(commit_order_entry(entry, recopy, last.related_model, fk_key(last), holder, keys))
     return RuleTrigger(
         name=trigger_name(model._meta.model_name, "recopy"),
         when=pgtrigger.After,
@@ -206,6 +245,7 @@ def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: s
         func=render(
             "copy_recopy.sql",
             recopy_table=recopy,
+            commit_locks=render("commit_locks.sql"),
             locks="\n".join(locks),
             model_table=table(model),
             assignments=",\n       ".join(f"{quoted_column(p.target)} = {_lookup_sql(p, 'c')}" for p in copies),
@@ -216,9 +256,10 @@ def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: s
             ),
         ),
         comment=comment_for(copies),
+        declare=[("dbrules_lock", "text")],
         on_table=recopy,
-        setup=setup,
-        teardown=f"DROP TABLE IF EXISTS {recopy};",
+        setup="\n".join([setup, *entries]),
+        teardown=f"{commit_order_removal(recopy)}\nDROP TABLE IF EXISTS {recopy};",
         deferrable=True,
     )
 
@@ -241,17 +282,17 @@ def _extremes(field: models.Field) -> tuple[str, str] | None:
     return ("min", "max") if kind in _ORDERED_TYPES else None
 
 
-def checked_copies(plans: list[Plan], deferred_parents: set[type[models.Model]]) -> list[CopyPlan]:
-    """The copies of one model that a copy check covers (copy_check.sql).
+def checked_copies(plans: list[Plan]) -> list[CopyPlan]:
+    """The copies of one model that a copy check covers (copy_check.sql)."""
+    return sorted((p for p in plans if isinstance(p, CopyPlan)), key=lambda p: p.target.name)
 
-    Deferred mode promises that a transaction locks its parents only at
-    commit; the check would lock them at once. So it is skipped in a
-    deferred transaction, and there is none when a source is the parent of
-    rules deferred by declaration (docs/deferred.md)."""
-    copies = sorted((p for p in plans if isinstance(p, CopyPlan)), key=lambda p: p.target.name)
-    if any(fk.related_model in deferred_parents for p in copies for fk in p.path):
-        return []
-    return copies
+
+def deferred_sources(copies: list[CopyPlan], deferred_parents: set[type[models.Model]]) -> bool:
+    """A source of these copies is the parent of rules deferred by
+    declaration. Deferred mode promises that a transaction locks those
+    parents only at commit, and the check would lock them at once: their
+    check, too, waits for the commit (copy_recheck.sql, docs/deferred.md)."""
+    return any(fk.related_model in deferred_parents for p in copies for fk in p.path)
 
 
 @dataclass(frozen=True)
@@ -283,13 +324,7 @@ def copy_check(
     ``counted``: that trigger counts every row (an unfiltered Count), so
     after an INSERT it has locked every first hop already."""
     pk = quoted_column(model._meta.pk)
-    # Every ForeignKey path the copies read, and each of its prefixes: nearer
-    # tables first (a child's parents before theirs, as the count triggers
-    # and their chains lock them), then a stable order.
-    prefixes = sorted(
-        {plan.path[:hop] for plan in copies for hop in range(1, len(plan.path) + 1)},
-        key=lambda prefix: (len(prefix), [f"{fk.model._meta.label}.{fk.name}" for fk in prefix]),
-    )
+    prefixes = _source_prefixes(copies)
     first_columns = list(dict.fromkeys(plan.path[0].column for plan in copies))
     # The copied values as of now, joined hop by hop (a correlated lookup
     # per row would cost a subquery per row and copy on bulk writes).
@@ -429,9 +464,13 @@ def copy_check(
     )
 
 
-def copy_check_triggers(model: type[models.Model], copies: list[CopyPlan]) -> list[CompiledTrigger]:
+def copy_check_triggers(
+    model: type[models.Model], copies: list[CopyPlan], always_deferred: bool = False
+) -> list[CompiledTrigger]:
     """The copy check as statement triggers of its own, for copies no
-    count's statement trigger carries (``copy_check``)."""
+    count's statement trigger carries (``copy_check``). ``always_deferred``:
+    a source is the parent of rules deferred by declaration, whose lock
+    the check must not take before commit (checked_copies)."""
     if not copies:
         return []
     result = []
@@ -439,6 +478,8 @@ def copy_check_triggers(model: type[models.Model], copies: list[CopyPlan]) -> li
         check = copy_check(model, copies, operation, folded=False)
         func = render(
             "copy_check.sql",
+            deferred="TRUE" if always_deferred else "coalesce(current_setting('dbrules.deferred', true), '') = 'on'",
+            recheck=recheck_rows(model, copies, operation),
             one_row_branch=render(
                 "one_row_branch.sql",
                 row_columns=",\n       ".join(check.row_columns),

@@ -193,7 +193,11 @@ def qualify(body: str) -> Optional[str]:
                 return None  # IS [NOT] DISTINCT FROM compares with an implicit =
             if lower == "case" and after[1].lower() != "when":
                 return None  # CASE x WHEN v compares with an implicit =
-            opens_cte = before[1].lower() == "with" or (before[1] == "," and bool(ctes))
+            opens_cte = (
+                before[1].lower() == "with"
+                or (before[1].lower() == "recursive" and at(k - 2)[1].lower() == "with")
+                or (before[1] == "," and bool(ctes))
+            )
             if opens_cte and after[1].lower() == "as" and after2[1] == "(":
                 ctes.add(lower)  # a CTE's name, not a relation the path resolves
                 continue
@@ -206,6 +210,8 @@ def qualify(body: str) -> Optional[str]:
                 set_clause[-1] = assignment_next = True
             elif lower in {"from", "where", "returning"}:
                 set_clause[-1] = assignment_next = False
+            if lower == "in" and before[0] == "word" and at(k - 2)[1].lower() == "for":
+                continue  # PL/pgSQL's FOR row IN query LOOP: no comparison
             if lower == "in":
                 if before[1].lower() == "not" or after[1] != "(" or after2[1].lower() != "select":
                     return None

@@ -247,6 +247,34 @@ def transaction_table(kind: str, model: type[models.Model], identity: Any, colum
     return name, setup
 
 
+def mark_parked(name: str) -> str:
+    """List ``name`` in the transaction's dbrules.parked (mark_parked.sql)."""
+    return render("mark_parked.sql", entry=literal(name + ";"))
+
+
+def commit_order_entry(
+    entry: str, parked: str, parent: type[models.Model], parent_key: str, child: type[models.Model], keys: str
+) -> str:
+    """SQL registering, in dbrules.commit_order, parents a commit may lock:
+    those of ``parent`` whose keys ``keys`` selects once the transaction has
+    listed ``parked`` in dbrules.parked (commit_locks.sql)."""
+    qualified = qualify(keys)
+    assert qualified is not None, keys  # dbrules writes these; each qualifies
+    return render(
+        "commit_order.sql",
+        entry=literal(entry),
+        parked=literal(parked),
+        parent_table=literal(table(parent)),
+        parent_key=literal(parent_key),
+        child_table=literal(table(child)),
+        keys=literal(qualified),
+    )
+
+
+def commit_order_removal(parked: str) -> str:
+    return f'DELETE FROM "dbrules"."commit_order" WHERE parked = {literal(parked)};'
+
+
 ROLE_WIDTH = 7  # the longest last part: "compute", "row_ins", "row_upd"
 
 

@@ -28,6 +28,7 @@ IF {{deferred}} THEN
     SELECT txid_current(), d.*
       FROM ({{deltas}}) AS d
      WHERE {{any_change}};
+{{recheck}}
     RETURN NULL;
 END IF;
 {{sibling_locks}}{{one_row_branch}}

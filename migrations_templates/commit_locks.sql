@@ -1,14 +1,15 @@
---! A commit that applies the parked deltas of several relations applies
---! them one relation at a time, in the order the transaction first parked
---! for each. Two transactions that parked in different orders (a book,
---! then a loan; a loan, then a book) would each hold parents the other
---! waits for. So the first apply of such a commit locks every parked parent
---! first: table by table, the tables with the longest chain of relations
---! below them last (authors before the publishers their counts update), and
---! within a table in key order, every relation to it at once. The
---! relations come from dbrules.commit_order, never from the setting, which
---! only names which of them parked; the statements it runs name every
---! operator in pg_catalog, as the rest of the body does (qualify.py).
+--! A commit applies the parked deltas of each relation, and checks again
+--! the copies noted for it, when that table's constraint trigger fires: in
+--! the order the transaction first parked for each. Two transactions that
+--! parked in different orders (a book, then a loan; a loan, then a book)
+--! would each hold parents the other waits for. So the first of these
+--! triggers to fire in a commit that parked for more than one locks every
+--! parent any of them will lock first: table by table, the tables with the
+--! longest chain of relations below them last (authors before the
+--! publishers their counts update), and within a table in key order, every
+--! relation to it at once. What to lock comes from dbrules.commit_order,
+--! never from the setting, which only names which tables parked; the
+--! statements it holds name every operator in pg_catalog (qualify.py).
 IF split_part(coalesce(current_setting('dbrules.parked', true), ''), ';', 2) <> ''
    AND coalesce(current_setting('dbrules.commit_locked', true), '') <> 'on' THEN
     PERFORM set_config('dbrules.commit_locked', 'on', true);
@@ -24,13 +25,9 @@ IF split_part(coalesce(current_setting('dbrules.parked', true), ''), ';', 2) <> 
         )
         SELECT format('SELECT 1 FROM %s AS p WHERE p.%s OPERATOR(pg_catalog.=) ANY (%s) '
                       'ORDER BY p.%s FOR NO KEY UPDATE OF p',
-                      o.parent_table, o.parent_key,
-                      string_agg(format('SELECT q.parent_key FROM %s AS q WHERE q.dbrules_txid '
-                                        'OPERATOR(pg_catalog.=) pg_catalog.txid_current()',
-                                        o.pending_table), ' UNION ALL '),
-                      o.parent_key)
+                      o.parent_table, o.parent_key, string_agg(o.keys, ' UNION ALL '), o.parent_key)
           FROM "dbrules"."commit_order" AS o JOIN height AS h ON h.parent_table = o.parent_table
-         WHERE o.pending_table IN (SELECT unnest(string_to_array(current_setting('dbrules.parked', true), ';')))
+         WHERE o.parked IN (SELECT unnest(string_to_array(current_setting('dbrules.parked', true), ';')))
          GROUP BY h.height, o.parent_table, o.parent_key
          ORDER BY h.height, o.parent_table
     LOOP

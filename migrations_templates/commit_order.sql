@@ -1,13 +1,18 @@
---! The relations whose parked deltas a commit may apply, with what their
---! commit-time locks need: one row per pending table, owned by whoever runs
---! the migrations (a writer can neither add nor change one).
+--! Parents a commit may lock, one row per relation and per table of
+--! copies to check again: which rows of parent_table, selected by keys,
+--! once the transaction lists parked in dbrules.parked (commit_locks.sql).
+--! Owned by whoever runs the migrations: a writer can neither add nor
+--! change one.
 CREATE TABLE IF NOT EXISTS "dbrules"."commit_order" (
-    pending_table text PRIMARY KEY,
+    entry text PRIMARY KEY,
+    parked text NOT NULL,
     parent_table text NOT NULL,
     parent_key text NOT NULL,
-    child_table text NOT NULL
+    child_table text NOT NULL,
+    keys text NOT NULL
 );
-INSERT INTO "dbrules"."commit_order" (pending_table, parent_table, parent_key, child_table)
-VALUES ({{pending}}, {{parent_table}}, {{parent_key}}, {{child_table}})
-ON CONFLICT (pending_table) DO UPDATE
-   SET parent_table = EXCLUDED.parent_table, parent_key = EXCLUDED.parent_key, child_table = EXCLUDED.child_table;
+INSERT INTO "dbrules"."commit_order" (entry, parked, parent_table, parent_key, child_table, keys)
+VALUES ({{entry}}, {{parked}}, {{parent_table}}, {{parent_key}}, {{child_table}}, {{keys}})
+ON CONFLICT (entry) DO UPDATE
+   SET parked = EXCLUDED.parked, parent_table = EXCLUDED.parent_table, parent_key = EXCLUDED.parent_key,
+       child_table = EXCLUDED.child_table, keys = EXCLUDED.keys;

@@ -7,13 +7,15 @@
 --! and the copies are checked again: a change that committed meanwhile is
 --! now visible, and a later one waits for this transaction to end and then
 --! its cascade sees these rows. Almost always nothing differs and nothing
---! is written. A deferred transaction locks parents only at commit, so it
---! skips the check. A one-row statement (the usual single-row write)
+--! is written. A deferred transaction locks parents only at commit: it
+--! notes the rows to check then (copy_recheck.sql); so do copies whose
+--! sources are the parents of rules deferred by declaration, always. A one-row statement (the usual single-row write)
 --! locks and compares its own row's sources by key. Copies whose first hop
 --! is a relation some rules count over are checked in that count's
 --! statement trigger instead (aggregate_delta.sql), whose one-row UPDATE of
 --! the parent locks it and returns what to compare (RETURNING ... INTO hop0).
-IF coalesce(current_setting('dbrules.deferred', true), '') = 'on' THEN
+IF {{deferred}} THEN
+{{recheck}}
     RETURN NULL;
 END IF;
 {{one_row_branch}}

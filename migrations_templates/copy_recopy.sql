@@ -1,15 +1,18 @@
---! A row's copy found no source although the row points at one: another
---! transaction is inserting that source, or giving it this key, and has not
---! committed; its cascade cannot see this row either. The row trigger parked
---! the row, and this DEFERRABLE INITIALLY DEFERRED trigger copies it again
---! at commit, where Django's deferred ForeignKey check also runs: by then
---! the source has committed (or the commit fails on the ForeignKey). The
---! sources are locked first, in key order, as the copy check does, so a
---! rename in flight either committed before the copy or waits for it. The
---! UPDATE sets the copies; the row trigger recomputes what reads them.
+--! At commit, copy again the rows noted in the recopy table: a row whose
+--! copy found no source although it points at one (another transaction is
+--! inserting that source, or giving it this key, and has not committed; its
+--! cascade cannot see this row either: Django's deferred ForeignKey check
+--! also runs at commit, and by then the source has committed or the commit
+--! fails), and the rows a deferred transaction wrote, whose copies were not
+--! checked against sources changing at the same moment (copy_recheck.sql).
+--! The sources are locked first, hop by hop and in key order, as the copy
+--! check does, so a change in flight either committed before this copy or
+--! waits for it. The UPDATE sets the copies; the row trigger recomputes
+--! what reads them.
 IF NOT EXISTS (SELECT 1 FROM {{recopy_table}} WHERE dbrules_txid = txid_current()) THEN
     RETURN NULL;
 END IF;
+{{commit_locks}}
 {{locks}}
 UPDATE {{model_table}} AS c
    SET {{assignments}}

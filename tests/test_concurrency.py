@@ -461,10 +461,9 @@ def test_deferred_commits_lock_several_parent_tables_in_one_order():
     publisher = Publisher.objects.create(name="P")
     author = Author.objects.create(name="A", publisher=publisher)
     reader = Reader.objects.create(name="R")
-    # Two books already: the author's copied standing stays "established"
-    # (deferred mode does not recheck copies against a source changing
-    # concurrently; docs/deferred.md).
-    book, _ = Book.objects.bulk_create([Book(author=author, title="lent"), Book(author=author, title="kept")])
+    # One book: the first commit makes the author "established", a copy the
+    # books of commits in flight took as "new" (checked again at commit).
+    book = Book.objects.create(author=author, title="lent")
     loan = Loan._meta.db_table
     writes = {
         "book": (f"INSERT INTO {BOOK} ({COLUMNS}) VALUES (%s, 'd', 1, true, '', '', '', '', 0, 0)", [author.pk]),
@@ -495,3 +494,32 @@ def test_deferred_commits_lock_several_parent_tables_in_one_order():
         thread.join()
     assert tally["ok"] > 100 and tally["deadlock"] == 0, tally
     assert_exact(Publisher, Author, Reader, Book, Loan)
+
+
+def _deferred_writer() -> psycopg.Connection:
+    conn = psycopg.connect(**outside_conninfo())
+    conn.execute("SELECT set_config('dbrules.deferred', 'on', true)")
+    return conn
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deferred_copies_are_checked_at_commit_against_a_source_changed_meanwhile():
+    """A deferred transaction copies an author's name and standing, then a
+    rename and another deferred transaction's book commit before it (the
+    second book makes the author "established"). Neither change could see
+    its uncommitted book; at its commit the book's copies are checked
+    again, with the author locked, and follow both."""
+    author = Author.objects.create(name="Ann")
+    Book.objects.create(author=author, title="first")
+    late, early = _deferred_writer(), _deferred_writer()
+    insert = f"INSERT INTO {BOOK} ({COLUMNS}) VALUES (%s, %s, 1, true, '', '', '', '', 0, 0)"
+    late.execute(insert, [author.pk, "late"])  # copies "Ann", "new"
+    early.execute(insert, [author.pk, "early"])
+    early.commit()  # two books: "established", copied to the rows it can see
+    with psycopg.connect(**outside_conninfo(), autocommit=True) as renamer:
+        renamer.execute(f"UPDATE {AUTHOR} SET name = 'Anne' WHERE id = %s", [author.pk])
+    late.commit()
+    late.close(), early.close()
+    book = Book.objects.get(title="late")
+    assert (book.author_name, book.author_standing) == ("Anne", "established")
+    assert_exact(Author, Book)

@@ -41,6 +41,13 @@ Q = "OPERATOR(pg_catalog.{})".format
             "WITH d AS (SELECT n.k FROM dbrules_new AS n), e AS (SELECT d.k FROM d) "
             f'UPDATE "s"."t" AS p SET "a" = 1 FROM d JOIN e ON e.k {Q("=")} d.k WHERE p."id" {Q("=")} d.k;',
         ),
+        # A recursive CTE's name, and PL/pgSQL's FOR ... IN query LOOP.
+        (
+            "FOR x IN WITH RECURSIVE b AS (SELECT 0 AS d UNION SELECT b.d + 1 FROM b WHERE b.d < 3) "
+            "SELECT max(b.d) FROM b LOOP\n    EXECUTE x;\nEND LOOP;",
+            f"FOR x IN WITH RECURSIVE b AS (SELECT 0 AS d UNION SELECT b.d {Q('+')} 1 FROM b WHERE b.d {Q('<')} 3) "
+            "SELECT pg_catalog.max(b.d) FROM b LOOP\n    EXECUTE x;\nEND LOOP;",
+        ),
     ],
 )
 def test_qualifies(body, expected):
