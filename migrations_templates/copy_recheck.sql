@@ -4,7 +4,7 @@
 --! recopy table per statement, and checked at commit once their sources are
 --! locked (copy_recopy.sql).
 INSERT INTO {{recopy_table}} (dbrules_txid, row_keys)
-SELECT txid_current(), array_agg(n.{{pk}}) FROM dbrules_new AS n{{moved}}
+SELECT txid_current(), array_agg(n.{{pk}}) FROM {{rows}}
 HAVING count(*) > 0;
 IF FOUND THEN
     {{mark_parked}}

@@ -14,9 +14,17 @@ IF NOT EXISTS (SELECT 1 FROM {{recopy_table}} WHERE dbrules_txid = txid_current(
 END IF;
 {{commit_locks}}
 {{locks}}
-UPDATE {{model_table}} AS c
-   SET {{assignments}}
+-- Almost always every copy is right: one pass joins the rows to their
+-- sources, and only a stale one costs the UPDATE's lookups row by row.
+SELECT count(*) INTO dbrules_stale
+  FROM {{model_table}} AS c {{joins}}
  WHERE c.{{pk}} IN ({{parked}})
-   AND ({{differs}});
+   AND ({{stale}});
+IF dbrules_stale > 0 THEN
+    UPDATE {{model_table}} AS c
+       SET {{assignments}}
+     WHERE c.{{pk}} IN ({{parked}})
+       AND ({{differs}});
+END IF;
 DELETE FROM {{recopy_table}} WHERE dbrules_txid = txid_current();
 RETURN NULL;

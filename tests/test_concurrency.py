@@ -165,6 +165,14 @@ def test_concurrent_writers_leave_no_drift_and_no_deadlock(level, tmp_path):
     assert_exact(*ALL)
 
 
+def run_together(threads: list[threading.Thread]) -> None:
+    """Start every program, then wait for all of them."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def multi_statement_writer(authors: list[int], stop: float, seed: int, tally: Counter, deferred: bool) -> None:
     rng = random.Random(seed)
     with psycopg.connect(**outside_conninfo()) as conn:
@@ -195,10 +203,7 @@ def test_deferred_mode_removes_multi_statement_deadlocks():
         threading.Thread(target=multi_statement_writer, args=(authors, stop, seed, tally, True))
         for seed in range(6)
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(threads)
     print(f"\ndeferred multi-statement: {dict(tally)}")
     assert tally["ok"] > 20 and tally["deadlock"] == 0, tally
     assert_exact(*ALL)
@@ -366,10 +371,7 @@ def _move_back_and_forth(table: str, column: str, moves: list[tuple[int, int, in
                         tally["deadlock"] += 1
 
     threads = [threading.Thread(target=mover, args=move) for move in moves]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(threads)
     return tally
 
 
@@ -430,10 +432,7 @@ def _transfer_back_and_forth(first: int, second: int, deferred: bool) -> Counter
                     tally["deadlock"] += 1
 
     threads = [threading.Thread(target=sender, args=pair) for pair in ((first, second), (second, first)) * 2]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(threads)
     return tally
 
 
@@ -488,10 +487,7 @@ def test_deferred_commits_lock_several_parent_tables_in_one_order():
                     tally["deadlock"] += 1
 
     threads = [threading.Thread(target=writer, args=(order,)) for order in [("book", "loan"), ("loan", "book")] * 2]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(threads)
     assert tally["ok"] > 100 and tally["deadlock"] == 0, tally
     assert_exact(Publisher, Author, Reader, Book, Loan)
 
