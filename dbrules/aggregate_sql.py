@@ -488,9 +488,9 @@ def _group_deltas(plans: list[AggregatePlan], operation: str) -> str:
     )
 
 
-def _sibling_locks(groups: list[list[AggregatePlan]], keys: Callable[[list[AggregatePlan]], str]) -> str:
-    """sibling_locks.sql for relations of one child table to one parent
-    table; ``keys``: the query of the parent keys one relation changes."""
+def _sibling_locks(groups: list[list[AggregatePlan]], operation: str) -> str:
+    """sibling_locks.sql for the relations of one child table to one parent
+    table, after a statement of ``operation``."""
     if len(groups) < 2:
         return ""  # the template's next line follows directly
     first = groups[0][0]
@@ -498,7 +498,7 @@ def _sibling_locks(groups: list[list[AggregatePlan]], keys: Callable[[list[Aggre
         "sibling_locks.sql",
         parent_table=table(first.parent),
         parent_key=quoted_column(first.parent_key),
-        keys="\n UNION ALL ".join(keys(group) for group in groups),
+        keys="\n UNION ALL ".join(_changed_parent_keys(group, operation) for group in groups),
     )
     return lock + "\n"
 
@@ -559,7 +559,7 @@ def aggregate_group_triggers(
         func = render(
             "aggregate_delta.sql",
             recheck=recheck_rows(child, copies, operation) if check else "",
-            sibling_locks=_sibling_locks(related, lambda group: _changed_parent_keys(group, operation)),
+            sibling_locks=_sibling_locks(related, operation),
             **_one_row_path(plans, operation, rescans, check, reacting, park),
             copy_rows=check.rows if check else "",
             deferred=deferred,

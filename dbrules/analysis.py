@@ -231,12 +231,17 @@ def _stored_by(model: type[models.Model], field: Any) -> type[models.Model]:
     return field.model._meta.concrete_model
 
 
+def _inherits(model: type[models.Model], field: Any) -> bool:
+    """``field`` is a column of a multi-table parent's table, not ``model``'s."""
+    return _stored_by(model, field) is not model._meta.concrete_model
+
+
 def _is_inherited_column(model: type[models.Model], name: str) -> bool:
     try:
         field = model._meta.get_field(name)
     except FieldDoesNotExist:
         return False
-    return getattr(field, "concrete", False) and _stored_by(model, field) is not model._meta.concrete_model
+    return getattr(field, "concrete", False) and _inherits(model, field)
 
 
 def _inherited_column_error(
@@ -281,7 +286,7 @@ def _target_field(model: type[models.Model], rule: Derived) -> models.Field:
             "PostgreSQL already keeps it exact.",
             "Remove the rule; dbrules lists generated fields with the rules anyway.",
         )
-    if _stored_by(model, target) is not model:
+    if _inherits(model, target):
         raise _inherited_column_error(
             model,
             rule,
@@ -396,7 +401,7 @@ def _analyze_aggregate(
                 f"{rule.label(model)}: {child._meta.label}.{rest} is not a column.",
                 f"Aggregate a concrete field of {child._meta.label}.",
             )
-        if _stored_by(child, value) is not child._meta.concrete_model:
+        if _inherits(child, value):
             raise _inherited_column_error(
                 model,
                 rule,
@@ -469,9 +474,9 @@ def _check_relation_table(
     """The relation's ForeignKey must point at ``model``'s own table: one
     inherited from a multi-table parent points at the parent's, whose rows
     need not be ``model``'s."""
-    owner = fk.target_field.model._meta.concrete_model
-    if owner is model._meta.concrete_model:
+    if not _inherits(model, fk.target_field):
         return
+    owner = _stored_by(model, fk.target_field)
     raise RuleError(
         "dbrules.E012",
         f"{rule.label(model)}: {relation_name!r} is inherited from {owner._meta.label}: "

@@ -19,8 +19,8 @@ from dbrules.analysis import AggregatePlan, CopyPlan, Plan, RowPlan
 from dbrules.copy_sql import (
     checked_copies,
     copy_cascade_triggers,
-    deferred_sources,
     copy_check_triggers,
+    deferred_sources,
     row_inputs,
     row_triggers,
 )

@@ -228,8 +228,9 @@ def row_triggers(model: type[models.Model], plans: list[Plan]) -> list[CompiledT
 
 
 def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: str, setup: str) -> RuleTrigger:
-    """At commit: copy again, from the now committed sources, the rows whose
-    first hop was not there when they were written (copy_recopy.sql)."""
+    """At commit: check again, with their sources locked, the rows noted in
+    ``recopy`` -- those whose first hop was not there when they were
+    written, and those a deferred statement wrote (copy_recopy.sql)."""
     pk = quote(model._meta.pk.column)
     parked = _noted_rows(recopy)
     locks, entries = [], []
@@ -490,7 +491,7 @@ def copy_check_triggers(
     """The copy check as statement triggers of its own, for copies no
     count's statement trigger carries (``copy_check``). ``always_deferred``:
     a source is the parent of rules deferred by declaration, whose lock
-    the check must not take before commit (checked_copies)."""
+    the check must not take before commit (deferred_sources)."""
     if not copies:
         return []
     result = []
