@@ -3,8 +3,7 @@
 --! set-based statement. The trigger is FOR EACH ROW with a WHEN clause that
 --! compares OLD and NEW, so PostgreSQL calls it only for rows whose relevant
 --! column changed -- dbrules' own count updates on the same table cost
---! nothing here. On INSERT of a source row (its dependents may have been
---! inserted first, ForeignKeys being deferred) the same statement runs.
+--! nothing here.
 UPDATE {{model_table}} AS m
    SET {{target}} = {{lookup}}
  WHERE {{reaches_changed}}

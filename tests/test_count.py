@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 
-from tests.bookstore.models import Author, Book
+from tests.bookstore.models import Author, Book, Loan, Publisher, Reader
 from tests.conftest import assert_exact
 
 pytestmark = pytest.mark.django_db
@@ -120,6 +120,35 @@ def test_child_inserted_before_its_parent_in_one_transaction():
         assert (author.num_books, author.num_published) == (1, 1)  # computed on insert
     assert counts(author) == (1, 1)
     assert_exact(Author)
+
+
+def test_sources_inserted_after_the_rows_copying_them():
+    """Rows inserted before the sources they copy from (ForeignKeys are
+    checked at commit) get their copies when a multi-row statement inserts
+    the sources, one hop away and two, before the transaction commits."""
+    reader = Reader.objects.create(name="R")
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {Book._meta.db_table} (id, author_id, title, pages, published, "
+                "author_name, title_key, label, size, weight_grams, num_tags) "
+                "SELECT 6000 + g, 4100 + g % 2, 'b' || g, 1, true, '', '', '', '', 0, 0 "
+                "FROM generate_series(1, 4) AS g"
+            )
+            cursor.execute(
+                f"INSERT INTO {Loan._meta.db_table} (reader_id, book_id, returned, book_title) "
+                "SELECT %s, 7000 + g, false, '' FROM generate_series(1, 3) AS g",
+                [reader.pk],
+            )
+        Book.objects.bulk_create(
+            [Book(pk=7000 + i, author_id=4100, title=f"late {i}") for i in (1, 2, 3)]
+        )
+        Author.objects.bulk_create([Author(pk=4100 + i, name=f"A{i}", publisher_id=4200) for i in (0, 1)])
+        Publisher.objects.bulk_create([Publisher(pk=4200, name="P", country="pt")])
+        assert sorted(Loan.objects.values_list("book_title", flat=True)) == ["late 1", "late 2", "late 3"]
+        assert set(Book.objects.filter(pk__gt=6000).values_list("publisher_country", flat=True)) == {"pt"}
+        assert_exact(Loan, Book)
+    assert_exact(Loan, Book, Author, Publisher, Reader)
 
 
 def test_loaddata_with_books_listed_first(tmp_path):
