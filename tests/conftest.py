@@ -19,22 +19,23 @@ import dbrules
 from dbrules.core import rules_of
 
 
-def stored_and_live(model: Any) -> list[tuple[Any, str, Any, Any]]:
+def stored_and_live(model: Any, using: str = "default") -> list[tuple[Any, str, Any, Any]]:
     """Every (pk, field, stored, live) of ``model``, live computed by annotate()."""
     fields = [rule.field for rule in rules_of(model)]
-    rows = dbrules.annotate_live(model._base_manager.order_by("pk")).values(
+    rows = dbrules.annotate_live(model._base_manager.using(using).order_by("pk")).values(
         "pk", *fields, *(f + "_live" for f in fields)
     )
     return [(row["pk"], f, row[f], row[f + "_live"]) for row in rows for f in fields]
 
 
-def assert_exact(*models: Any) -> None:
+def assert_exact(*models: Any, using: str = "default") -> None:
     """The stored value of every derived field equals its annotate() expression."""
     for model in models:
-        wrong = [(pk, f, s, v) for pk, f, s, v in stored_and_live(model) if s != v]
+        wrong = [(pk, f, s, v) for pk, f, s, v in stored_and_live(model, using) if s != v]
         assert not wrong, f"{model._meta.label}: (pk, field, stored, live) differ: {wrong[:10]}"
         # The set-based checker must agree with the row-by-row comparison.
-        assert all(d.rows == 0 for d in dbrules.find_drift(model)), dbrules.find_drift(model)
+        drift = dbrules.find_drift(model, using=using)
+        assert all(d.rows == 0 for d in drift), drift
 
 
 def outside_conninfo() -> dict[str, Any]:
