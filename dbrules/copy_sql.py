@@ -126,21 +126,50 @@ def row_inputs(plans: Iterable[Plan]) -> dict[str, None]:
     return inputs
 
 
+def _noted_hops(model: type[models.Model]) -> list[models.ForeignKey]:
+    """The first hops of every copy of ``model``, in a stable order: the
+    recopy table keeps, with the rows it notes, the keys they point at."""
+    from dbrules.analysis import analyze_model
+
+    hops = {plan.path[0].name: plan.path[0] for plan in analyze_model(model).plans if isinstance(plan, CopyPlan)}
+    return [hops[name] for name in sorted(hops)]
+
+
 def _recopy_table(model: type[models.Model]) -> tuple[str, str]:
     """The table of rows whose copies are checked again at commit
     (copy_recopy.sql): each row of it holds the keys of one or more rows of
-    ``model``. And the SQL that creates it."""
+    ``model``, and for each first hop of its copies the keys those rows
+    point at, so the commit locks the sources without reading the rows.
+    And the SQL that creates it."""
+    hops = _noted_hops(model)
+    columns = [f"row_keys {column_type(model._meta.pk)}[] NOT NULL"]
+    columns += [f"{quoted_column(fk)} {column_type(fk.target_field)}[]" for fk in hops]
     return transaction_table(
         "recopy",
         model,
-        (model._meta.db_table, model._meta.pk.column, "row_keys"),
-        f"row_keys {column_type(model._meta.pk)}[] NOT NULL",
+        (model._meta.db_table, model._meta.pk.column, "row_keys", *(fk.column for fk in hops)),
+        ",\n    ".join(columns),
     )
+
+
+def _noted(recopy: str, column: str) -> str:
+    """The values of ``column`` (an array) this transaction noted in ``recopy``."""
+    return f"SELECT unnest(r.{column}) FROM {recopy} AS r WHERE r.dbrules_txid = txid_current()"
 
 
 def _noted_rows(recopy: str) -> str:
     """The keys this transaction noted in ``recopy``."""
-    return f"SELECT unnest(r.row_keys) FROM {recopy} AS r WHERE r.dbrules_txid = txid_current()"
+    return _noted(recopy, "row_keys")
+
+
+def _note(model: type[models.Model], rows: str) -> tuple[str, str]:
+    """The recopy table's columns, and what a SELECT from ``rows`` (alias
+    ``n``) notes in them: the rows' keys and, per first hop, the distinct
+    keys they point at."""
+    hops = [quoted_column(fk) for fk in _noted_hops(model)]
+    columns = ", ".join(["row_keys", *hops])
+    values = ", ".join([f"array_agg(n.{quoted_column(model._meta.pk)})", *(f"array_agg(DISTINCT n.{h})" for h in hops)])
+    return columns, values
 
 
 def _source_prefixes(copies: Iterable[CopyPlan]) -> list[tuple[models.ForeignKey, ...]]:
@@ -158,20 +187,25 @@ def recheck_rows(model: type[models.Model], copies: list[CopyPlan], operation: s
     transaction whose copies a copy check would have checked."""
     recopy, _ = _recopy_table(model)
     pk = quoted_column(model._meta.pk)
+    noted = [quoted_column(fk) for fk in _noted_hops(model)]
     rows = "dbrules_new AS n"
     if operation == "update":
-        # The rows whose first hops changed: an old or new version whose
-        # values appear once. Grouped, not an anti-join of the two
-        # transition tables: a session keeps the plan made for the first
-        # statement, and planned for an empty one (dbrules' own UPDATE at a
-        # commit) the anti-join was a nested loop, 180 s for 50,000 rows.
-        hops = [quote(c) for c in dict.fromkeys(plan.path[0].column for plan in copies)]
+        # The rows whose first hops changed: a new version whose values
+        # appear once, old and new together. Grouped, not an anti-join of
+        # the two transition tables: a session keeps the plan made for the
+        # first statement, and planned for an empty one (dbrules' own UPDATE
+        # at a commit) the anti-join was a nested loop, 180 s for 50,000 rows.
+        hops = list(dict.fromkeys([*(quote(plan.path[0].column) for plan in copies), *noted]))
         columns = ", ".join([pk, *hops])
         rows = (
-            f"(SELECT r.{pk} FROM (SELECT {columns} FROM dbrules_new UNION ALL SELECT {columns} FROM dbrules_old) AS r "
-            f"GROUP BY {', '.join(f'r.{c}' for c in [pk, *hops])} HAVING count(*) = 1) AS n"
+            f"(SELECT {', '.join(f'r.{c}' for c in [pk, *hops])} FROM "
+            f"(SELECT {columns}, true AS is_new FROM dbrules_new UNION ALL SELECT {columns}, false FROM dbrules_old) AS r "
+            f"GROUP BY {', '.join(f'r.{c}' for c in [pk, *hops])} HAVING count(*) = 1 AND bool_or(r.is_new)) AS n"
         )
-    text = render("copy_recheck.sql", recopy_table=recopy, pk=pk, rows=rows, mark_parked=mark_parked(recopy))
+    columns, values = _note(model, rows)
+    text = render(
+        "copy_recheck.sql", recopy_table=recopy, columns=columns, values=values, rows=rows, mark_parked=mark_parked(recopy)
+    )
     return textwrap.indent(text, "    ")
 
 
@@ -179,9 +213,10 @@ def row_triggers(model: type[models.Model], plans: list[Plan]) -> list[CompiledT
     ordered = _row_order(plans)
     copies = [p for p in ordered if isinstance(p, CopyPlan)]
     recopy, setup = _recopy_table(model)
+    noted = [model._meta.pk, *_noted_hops(model)]
     park = (
-        f"INSERT INTO {recopy} (dbrules_txid, row_keys) "
-        f"VALUES (txid_current(), ARRAY[NEW.{quote(model._meta.pk.column)}]); {mark_parked(recopy)}"
+        f"INSERT INTO {recopy} (dbrules_txid, {_note(model, 'n')[0]}) "
+        f"VALUES (txid_current(), {', '.join(f'ARRAY[NEW.{quoted_column(f)}]' for f in noted)}); {mark_parked(recopy)}"
     )
     first_hops: set[str] = set()
     assignments = []
@@ -237,7 +272,7 @@ def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: s
     prefixes = _source_prefixes(copies)
     joins, source = _joined_sources(prefixes, "c")
     for prefix in prefixes:
-        start = f"SELECT c.{quoted_column(prefix[0])} FROM {table(model)} AS c WHERE c.{pk} IN ({parked})"
+        start = _noted(recopy, quoted_column(prefix[0]))
         keys, last = _path_keys(prefix, start, one=False), prefix[-1]
         locks.append(
             f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{fk_key(last)} IN ({keys}) "

@@ -519,3 +519,35 @@ def test_deferred_copies_are_checked_at_commit_against_a_source_changed_meanwhil
     book = Book.objects.get(title="late")
     assert (book.author_name, book.author_standing) == ("Anne", "established")
     assert_exact(Author, Book)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("source", ["author", "publisher"])
+def test_deferred_copies_wait_at_commit_for_a_source_change_in_flight(source):
+    """A rename of the author (one hop) or of the publisher's country (two
+    hops) is written but not committed when a deferred transaction inserts a
+    book copying the old values. The rename's cascade ran before that book
+    existed, so the commit's check must wait for the rename and read what
+    it committed: the commit locks the sources its noted rows point at."""
+    publisher = Publisher.objects.create(name="P", country="de")
+    author = Author.objects.create(name="Ann", publisher=publisher)
+    renamer = psycopg.connect(**outside_conninfo())
+    if source == "author":
+        renamer.execute(f"UPDATE {AUTHOR} SET name = 'Anne' WHERE id = %s", [author.pk])
+    else:
+        renamer.execute(f"UPDATE {Publisher._meta.db_table} SET country = 'fr' WHERE id = %s", [publisher.pk])
+    writer = _deferred_writer()
+    writer.execute(f"INSERT INTO {BOOK} ({COLUMNS}) VALUES (%s, 'late', 1, true, '', '', '', '', 0, 0)", [author.pk])
+    committing = threading.Thread(target=writer.commit)
+    committing.start()
+    committing.join(timeout=1.0)
+    waited = committing.is_alive()
+    renamer.commit()
+    committing.join()
+    writer.close(), renamer.close()
+    book = Book.objects.get(title="late")
+    assert waited, "the commit did not wait for the source being changed"
+    assert (book.author_name, book.publisher_country) == (
+        ("Anne", "de") if source == "author" else ("Ann", "fr")
+    )
+    assert_exact(Author, Book, Publisher)
