@@ -7,9 +7,12 @@
 --! parent any of them will lock first: table by table, the tables with the
 --! longest chain of relations below them last (authors before the
 --! publishers their counts update), and within a table in key order, every
---! relation to it at once. What to lock comes from dbrules.commit_order,
---! never from the setting, which only names which tables parked; the
---! statements it holds name every operator in pg_catalog (qualify.py).
+--! relation to it at once: one statement per table, ordered by every key
+--! column any relation to it uses, so that a parent reached by its primary
+--! key and by a to_field is locked in one order by every commit. What to
+--! lock comes from dbrules.commit_order, never from the setting, which only
+--! names which tables parked; the statements it holds name every operator
+--! in pg_catalog (qualify.py).
 IF split_part(coalesce(current_setting('dbrules.parked', true), ''), ';', 2) <> ''
    AND coalesce(current_setting('dbrules.commit_locked', true), '') <> 'on' THEN
     PERFORM set_config('dbrules.commit_locked', 'on', true);
@@ -23,13 +26,19 @@ IF split_part(coalesce(current_setting('dbrules.parked', true), ''), ';', 2) <> 
         ), height AS (
             SELECT b.parent_table, max(b.depth) AS height FROM below AS b GROUP BY b.parent_table
         )
-        SELECT format('SELECT 1 FROM %s AS p WHERE p.%s OPERATOR(pg_catalog.=) ANY (%s) '
-                      'ORDER BY p.%s FOR NO KEY UPDATE OF p',
-                      o.parent_table, o.parent_key, string_agg(o.keys, ' UNION ALL '), o.parent_key)
-          FROM "dbrules"."commit_order" AS o JOIN height AS h ON h.parent_table = o.parent_table
-         WHERE o.parked IN (SELECT unnest(string_to_array(current_setting('dbrules.parked', true), ';')))
-         GROUP BY h.height, o.parent_table, o.parent_key
-         ORDER BY h.height, o.parent_table
+        SELECT format('SELECT 1 FROM %s AS p WHERE %s ORDER BY %s FOR NO KEY UPDATE OF p',
+                      k.parent_table, string_agg(k.condition, ' OR '), k.order_keys)
+          FROM (
+            SELECT h.height, o.parent_table,
+                   format('p.%s OPERATOR(pg_catalog.=) ANY (%s)', o.parent_key, string_agg(o.keys, ' UNION ALL ')) AS condition,
+                   (SELECT string_agg(DISTINCT 'p.' || a.parent_key, ', ' ORDER BY 'p.' || a.parent_key)
+                      FROM "dbrules"."commit_order" AS a WHERE a.parent_table = o.parent_table) AS order_keys
+              FROM "dbrules"."commit_order" AS o JOIN height AS h ON h.parent_table = o.parent_table
+             WHERE o.parked IN (SELECT unnest(string_to_array(current_setting('dbrules.parked', true), ';')))
+             GROUP BY h.height, o.parent_table, o.parent_key
+          ) AS k
+         GROUP BY k.height, k.parent_table, k.order_keys
+         ORDER BY k.height, k.parent_table
     LOOP
         EXECUTE dbrules_lock;
     END LOOP;

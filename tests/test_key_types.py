@@ -6,6 +6,10 @@ its first hop."""
 
 from __future__ import annotations
 
+import threading
+import time
+
+import psycopg
 import pytest
 
 from tests.conftest import assert_project_exact, migrate_and_run, throwaway_project
@@ -105,3 +109,76 @@ def test_text_uuid_and_to_field_keys_stay_exact(project):
     # the weights not divisible by 3, less 1, 2 and 11, plus item 5000's 1.
     assert migrate_and_run(project, SCRIPT) == ["3", "5", "35"]
     assert_project_exact(project, rules=7)
+
+
+LOCK_MODELS = '''
+from django.db import models
+from django.db.models import Count
+import dbrules
+
+class Brand(models.Model):
+    slug = models.SlugField(unique=True)
+    num_items = models.IntegerField(default=0)
+    num_sales = models.IntegerField(default=0)
+    class Meta:
+        rules = [
+            dbrules.Derived("num_items", Count("items"), deferred=True),
+            dbrules.Derived("num_sales", Count("sales"), deferred=True),
+        ]
+
+class Item(models.Model):
+    brand = models.ForeignKey(Brand, to_field="slug", related_name="items", on_delete=models.CASCADE)
+
+class Sale(models.Model):
+    brand = models.ForeignKey(Brand, related_name="sales", on_delete=models.CASCADE)
+'''
+
+
+@pytest.fixture
+def lock_project(tmp_path, django_db_blocker):
+    with django_db_blocker.unblock(), throwaway_project(tmp_path, "dbrules_key_locks", LOCK_MODELS) as info:
+        yield tmp_path, info
+
+
+def test_a_parent_reached_by_its_key_and_a_to_field_is_locked_in_one_order(lock_project):
+    """Two deferred transactions each park an item (by slug) for one brand
+    and a sale (by id) for the other. At commit both lock the two brands;
+    locked per key column, one run after the other, each took one brand in
+    its first run and waited for the other's in its second. A third
+    connection holds both brands so that the two commits run together."""
+    root, info = lock_project
+    migrate_and_run(root, "import django; django.setup()")
+    with psycopg.connect(**info, autocommit=True) as setup:
+        x, y = (setup.execute("INSERT INTO shop_brand (slug, num_items, num_sales) VALUES (%s, 0, 0) RETURNING id",
+                              [slug]).fetchone()[0] for slug in ("x", "y"))
+    holder = psycopg.connect(**info)
+    holder.execute("SELECT 1 FROM shop_brand FOR UPDATE")
+    writers = []
+    for item_slug, sale_brand in (("x", y), ("y", x)):
+        writer = psycopg.connect(**info)
+        writer.execute("INSERT INTO shop_item (brand_id) VALUES (%s)", [item_slug])
+        writer.execute("INSERT INTO shop_sale (brand_id) VALUES (%s)", [sale_brand])
+        writers.append(writer)
+    failures: list[BaseException] = []
+
+    def commit(writer: psycopg.Connection) -> None:
+        try:
+            writer.commit()
+        except psycopg.Error as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=commit, args=(w,)) for w in writers]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)  # both commits wait for the holder
+    holder.commit()
+    for thread in threads:
+        thread.join()
+    for conn in (holder, *writers):
+        conn.close()
+    assert not failures, failures
+    with psycopg.connect(**info) as check:
+        assert check.execute("SELECT slug, num_items, num_sales FROM shop_brand ORDER BY slug").fetchall() == [
+            ("x", 1, 1), ("y", 1, 1)
+        ]
+    assert_project_exact(root, rules=2)
