@@ -91,11 +91,19 @@ class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
         values["trigger_comment"] = literal(f"dbrules: {self.kwargs['comment']} [{hash}]")
         values["constraint"] = "CONSTRAINT " if self.kwargs["deferrable"] else ""
         values["timing"] = "DEFERRABLE INITIALLY DEFERRED" if self.kwargs["deferrable"] else ""
-        values["search_path"] = (
+        settings = [
             "-- no SET search_path: every table, operator and function below is qualified"
             if self.kwargs["qualified"]
             else "SET search_path = pg_catalog, pg_temp"
-        )
+        ]
+        if self.kwargs["level"].upper() == "STATEMENT" or self.kwargs["deferrable"]:
+            # A session plans these statements once, for the first call's
+            # transition table: after a 100,000-row statement its estimate
+            # stayed, and JIT compiled the plan again on every later call,
+            # 265 ms for a 3-row insert (1.6 ms without); the bulk statement
+            # itself ran 14% faster without JIT.
+            settings.append("SET jit = off")
+        values["search_path"] = "\n".join(settings)
         text = render("trigger.sql", **values)
         # Empty optional clauses of CREATE TRIGGER leave blank lines; drop
         # them there (never inside the function body, whose literals count).

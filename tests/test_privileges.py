@@ -417,3 +417,17 @@ def test_functions_without_pinned_search_path_resolve_nothing_through_it(admin):
     assert Author.objects.get(pk=bob).num_books == 2
     assert Book.objects.get(pk=ids[0]).title_key == "title"
     assert_exact(Publisher, Author, Book, Reader, Loan, Book.tags.field.related_model)
+
+
+def test_statement_and_commit_functions_run_without_jit(admin):
+    """A session plans a statement trigger's queries once, for the first
+    call's transition table; JIT would then compile a plan sized for a bulk
+    statement again on every later small one. Statement-level and commit-time
+    functions turn it off; row functions, called per row, pay no setting."""
+    rows = admin.execute(
+        "SELECT t.tgname, (t.tgtype & 1) = 1 AND NOT t.tgdeferrable, coalesce(p.proconfig, '{}') "
+        "FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid WHERE t.tgname LIKE 'pgtrigger_dbrules_%'"
+    ).fetchall()
+    assert rows
+    for name, per_row, config in rows:
+        assert ("jit=off" in config) != per_row, (name, config)
