@@ -11,6 +11,12 @@ from tests.conftest import assert_exact
 
 pytestmark = pytest.mark.django_db
 
+# A book written with plain SQL, its derived columns given wrong on purpose.
+RAW_BOOK_INSERT = (
+    f"INSERT INTO {Book._meta.db_table} (id, author_id, title, pages, published, "
+    "author_name, title_key, label, size, weight_grams, num_tags) "
+)
+
 
 def counts(author: Author) -> tuple[int, int]:
     a = Author.objects.get(pk=author.pk)
@@ -111,11 +117,7 @@ def test_deleting_the_parent_cascades(ann, bob):
 def test_child_inserted_before_its_parent_in_one_transaction():
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {Book._meta.db_table} (id, author_id, title, pages, published, "
-                "author_name, title_key, label, size, weight_grams, num_tags) "
-                "VALUES (5001, 4001, 'early', 1, true, '', '', '', '', 0, 0)"
-            )
+            cursor.execute(RAW_BOOK_INSERT + "VALUES (5001, 4001, 'early', 1, true, '', '', '', '', 0, 0)")
         author = Author.objects.create(pk=4001, name="Late")
         assert (author.num_books, author.num_published) == (1, 1)  # computed on insert
     assert counts(author) == (1, 1)
@@ -130,9 +132,7 @@ def test_sources_inserted_after_the_rows_copying_them():
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {Book._meta.db_table} (id, author_id, title, pages, published, "
-                "author_name, title_key, label, size, weight_grams, num_tags) "
-                "SELECT 6000 + g, 4100 + g % 2, 'b' || g, 1, true, '', '', '', '', 0, 0 "
+                RAW_BOOK_INSERT + "SELECT 6000 + g, 4100 + g % 2, 'b' || g, 1, true, '', '', '', '', 0, 0 "
                 "FROM generate_series(1, 4) AS g"
             )
             cursor.execute(
