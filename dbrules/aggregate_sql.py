@@ -558,7 +558,7 @@ def aggregate_group_triggers(
             check = copy_check(child, copies, operation, folded=True, counted=counted)
         func = render(
             "aggregate_delta.sql",
-            recheck=recheck_rows(child, copies, operation) if check else "",
+            recheck=recheck_rows(child, operation) if check else "",
             sibling_locks=_sibling_locks(related, operation),
             **_one_row_path(plans, operation, rescans, check, reacting, park),
             copy_rows=check.rows if check else "",

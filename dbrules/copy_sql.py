@@ -162,13 +162,14 @@ def _noted_rows(recopy: str) -> str:
     return _noted(recopy, "row_keys")
 
 
-def _note(model: type[models.Model], rows: str) -> tuple[str, str]:
-    """The recopy table's columns, and what a SELECT from ``rows`` (alias
-    ``n``) notes in them: the rows' keys and, per first hop, the distinct
-    keys they point at."""
+def _note(model: type[models.Model]) -> tuple[str, str]:
+    """The recopy table's columns, and what a SELECT of the rows to note
+    (alias ``n``) puts in them: the rows' keys and, per first hop, the
+    distinct keys they point at."""
     hops = [quoted_column(fk) for fk in _noted_hops(model)]
     columns = ", ".join(["row_keys", *hops])
-    values = ", ".join([f"array_agg(n.{quoted_column(model._meta.pk)})", *(f"array_agg(DISTINCT n.{h})" for h in hops)])
+    keys = f"array_agg(n.{quoted_column(model._meta.pk)})"
+    values = ", ".join([keys, *(f"array_agg(DISTINCT n.{h})" for h in hops)])
     return columns, values
 
 
@@ -182,12 +183,11 @@ def _source_prefixes(copies: Iterable[CopyPlan]) -> list[tuple[models.ForeignKey
     )
 
 
-def recheck_rows(model: type[models.Model], copies: list[CopyPlan], operation: str) -> str:
+def recheck_rows(model: type[models.Model], operation: str) -> str:
     """copy_recheck.sql: note the rows of a statement of a deferred
     transaction whose copies a copy check would have checked."""
     recopy, _ = _recopy_table(model)
     pk = quoted_column(model._meta.pk)
-    noted = [quoted_column(fk) for fk in _noted_hops(model)]
     rows = "dbrules_new AS n"
     if operation == "update":
         # The rows whose first hops changed: a new version whose values
@@ -195,16 +195,23 @@ def recheck_rows(model: type[models.Model], copies: list[CopyPlan], operation: s
         # the two transition tables: a session keeps the plan made for the
         # first statement, and planned for an empty one (dbrules' own UPDATE
         # at a commit) the anti-join was a nested loop, 180 s for 50,000 rows.
-        hops = list(dict.fromkeys([*(quote(plan.path[0].column) for plan in copies), *noted]))
+        # Every first hop the table notes, which covers these copies' own.
+        hops = [quoted_column(fk) for fk in _noted_hops(model)]
         columns = ", ".join([pk, *hops])
         rows = (
             f"(SELECT {', '.join(f'r.{c}' for c in [pk, *hops])} FROM "
-            f"(SELECT {columns}, true AS is_new FROM dbrules_new UNION ALL SELECT {columns}, false FROM dbrules_old) AS r "
+            f"(SELECT {columns}, true AS is_new FROM dbrules_new "
+            f"UNION ALL SELECT {columns}, false FROM dbrules_old) AS r "
             f"GROUP BY {', '.join(f'r.{c}' for c in [pk, *hops])} HAVING count(*) = 1 AND bool_or(r.is_new)) AS n"
         )
-    columns, values = _note(model, rows)
+    columns, values = _note(model)
     text = render(
-        "copy_recheck.sql", recopy_table=recopy, columns=columns, values=values, rows=rows, mark_parked=mark_parked(recopy)
+        "copy_recheck.sql",
+        recopy_table=recopy,
+        columns=columns,
+        values=values,
+        rows=rows,
+        mark_parked=mark_parked(recopy),
     )
     return textwrap.indent(text, "    ")
 
@@ -215,7 +222,7 @@ def row_triggers(model: type[models.Model], plans: list[Plan]) -> list[CompiledT
     recopy, setup = _recopy_table(model)
     noted = [model._meta.pk, *_noted_hops(model)]
     park = (
-        f"INSERT INTO {recopy} (dbrules_txid, {_note(model, 'n')[0]}) "
+        f"INSERT INTO {recopy} (dbrules_txid, {_note(model)[0]}) "
         f"VALUES (txid_current(), {', '.join(f'ARRAY[NEW.{quoted_column(f)}]' for f in noted)}); {mark_parked(recopy)}"
     )
     first_hops: set[str] = set()
@@ -535,7 +542,7 @@ def copy_check_triggers(
         func = render(
             "copy_check.sql",
             deferred="TRUE" if always_deferred else "coalesce(current_setting('dbrules.deferred', true), '') = 'on'",
-            recheck=recheck_rows(model, copies, operation),
+            recheck=recheck_rows(model, operation),
             one_row_branch=render(
                 "one_row_branch.sql",
                 row_columns=",\n       ".join(check.row_columns),
@@ -673,8 +680,13 @@ def copy_cascade_triggers(
             operation=update,
             level=pgtrigger.Row,
             condition=pgtrigger.Condition(any_column_changed([relevant, fk.target_field.column])),
-            func=render("copy_cascade.sql", model_table=table(plan.parent), target=quoted_column(plan.target),
-                        lookup=_lookup_sql(plan, "m"), reaches_changed=changed),
+            func=render(
+                "copy_cascade.sql",
+                model_table=table(plan.parent),
+                target=quoted_column(plan.target),
+                lookup=_lookup_sql(plan, "m"),
+                reaches_changed=changed,
+            ),
             comment=plan.label,
         )
         # Inserted source rows: once per statement. Dependents can only be
@@ -687,15 +699,22 @@ def copy_cascade_triggers(
         # inserted row whatever plan the session cached. The semi-join it
         # replaces, planned for a first insert of 100,000 rows, scanned every
         # dependent row on each later one-row insert (340 ms against 4 ms).
-        probe = f"SELECT true FROM {table(plan.parent)} AS m WHERE {_reaching(plan, hop, f'n.{fk_key(fk)}', one=True)} LIMIT 1"
+        reaches_one = _reaching(plan, hop, f"n.{fk_key(fk)}", one=True)
+        probe = f"SELECT true FROM {table(plan.parent)} AS m WHERE {reaches_one} LIMIT 1"
         cascade_insert = RuleTrigger(
             name=trigger_name(plan.parent._meta.model_name, plan.target.name, "src", str(hop), "ins"),
             when=pgtrigger.After,
             operation=pgtrigger.Insert,
             level=pgtrigger.Statement,
             referencing=REFERENCING["insert"],
-            func=render("copy_cascade_inserted.sql", model_table=table(plan.parent), target=quoted_column(plan.target),
-                        lookup=_lookup_sql(plan, "m"), reaches_inserted=inserted, probe=probe),
+            func=render(
+                "copy_cascade_inserted.sql",
+                model_table=table(plan.parent),
+                target=quoted_column(plan.target),
+                lookup=_lookup_sql(plan, "m"),
+                reaches_inserted=inserted,
+                probe=probe,
+            ),
             comment=plan.label,
         )
         for trigger in (cascade_update, cascade_insert):
