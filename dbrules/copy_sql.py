@@ -5,6 +5,7 @@ every table along a copy's path.
 
 from __future__ import annotations
 
+import functools
 import re
 import textwrap
 from collections.abc import Callable, Iterable
@@ -126,13 +127,15 @@ def row_inputs(plans: Iterable[Plan]) -> dict[str, None]:
     return inputs
 
 
-def _noted_hops(model: type[models.Model]) -> list[models.ForeignKey]:
+@functools.lru_cache(maxsize=None)
+def _noted_hops(model: type[models.Model]) -> tuple[models.ForeignKey, ...]:
     """The first hops of every copy of ``model``, in a stable order: the
-    recopy table keeps, with the rows it notes, the keys they point at."""
+    recopy table keeps, with the rows it notes, the keys they point at.
+    Analysed once per model: each of the table's triggers asks."""
     from dbrules.analysis import analyze_model
 
     hops = {plan.path[0].name: plan.path[0] for plan in analyze_model(model).plans if isinstance(plan, CopyPlan)}
-    return [hops[name] for name in sorted(hops)]
+    return tuple(hops[name] for name in sorted(hops))
 
 
 def _recopy_table(model: type[models.Model]) -> tuple[str, str]:
@@ -198,11 +201,12 @@ def recheck_rows(model: type[models.Model], operation: str) -> str:
         # Every first hop the table notes, which covers these copies' own.
         hops = [quoted_column(fk) for fk in _noted_hops(model)]
         columns = ", ".join([pk, *hops])
+        grouped = ", ".join(f"r.{c}" for c in [pk, *hops])
         rows = (
-            f"(SELECT {', '.join(f'r.{c}' for c in [pk, *hops])} FROM "
+            f"(SELECT {grouped} FROM "
             f"(SELECT {columns}, true AS is_new FROM dbrules_new "
             f"UNION ALL SELECT {columns}, false FROM dbrules_old) AS r "
-            f"GROUP BY {', '.join(f'r.{c}' for c in [pk, *hops])} HAVING count(*) = 1 AND bool_or(r.is_new)) AS n"
+            f"GROUP BY {grouped} HAVING count(*) = 1 AND bool_or(r.is_new)) AS n"
         )
     columns, values = _note(model)
     text = render(
@@ -671,22 +675,22 @@ def copy_cascade_triggers(
         source_model = fk.related_model
         relevant = path[hop + 1].column if hop + 1 < len(path) else plan.source.column
         update = _cascade_update_of(source_model, aggregated.get(source_model, set()), relevant)
+        name = [plan.parent._meta.model_name, plan.target.name, "src", str(hop)]
+        copy = {
+            "model_table": table(plan.parent),
+            "target": quoted_column(plan.target),
+            "lookup": _lookup_sql(plan, "m"),
+        }
         # An updated source row: its WHEN compares OLD and NEW, so dbrules'
         # own count updates there cost no call.
         changed = _reaching(plan, hop, f"NEW.{fk_key(fk)}", one=True)
         cascade_update = RuleTrigger(
-            name=trigger_name(plan.parent._meta.model_name, plan.target.name, "src", str(hop), "upd"),
+            name=trigger_name(*name, "upd"),
             when=pgtrigger.After,
             operation=update,
             level=pgtrigger.Row,
             condition=pgtrigger.Condition(any_column_changed([relevant, fk.target_field.column])),
-            func=render(
-                "copy_cascade.sql",
-                model_table=table(plan.parent),
-                target=quoted_column(plan.target),
-                lookup=_lookup_sql(plan, "m"),
-                reaches_changed=changed,
-            ),
+            func=render("copy_cascade.sql", **copy, reaches_changed=changed),
             comment=plan.label,
         )
         # Inserted source rows: once per statement. Dependents can only be
@@ -702,19 +706,12 @@ def copy_cascade_triggers(
         reaches_one = _reaching(plan, hop, f"n.{fk_key(fk)}", one=True)
         probe = f"SELECT true FROM {table(plan.parent)} AS m WHERE {reaches_one} LIMIT 1"
         cascade_insert = RuleTrigger(
-            name=trigger_name(plan.parent._meta.model_name, plan.target.name, "src", str(hop), "ins"),
+            name=trigger_name(*name, "ins"),
             when=pgtrigger.After,
             operation=pgtrigger.Insert,
             level=pgtrigger.Statement,
             referencing=REFERENCING["insert"],
-            func=render(
-                "copy_cascade_inserted.sql",
-                model_table=table(plan.parent),
-                target=quoted_column(plan.target),
-                lookup=_lookup_sql(plan, "m"),
-                reaches_inserted=inserted,
-                probe=probe,
-            ),
+            func=render("copy_cascade_inserted.sql", **copy, reaches_inserted=inserted, probe=probe),
             comment=plan.label,
         )
         for trigger in (cascade_update, cascade_insert):
