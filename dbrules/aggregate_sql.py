@@ -31,6 +31,7 @@ from dbrules.triggers import (
     commit_order_entry,
     commit_order_removal,
     mark_parked,
+    plans_by_size,
     quoted_column,
     transaction_table,
     trigger_name,
@@ -500,7 +501,9 @@ def _sibling_locks(groups: list[list[AggregatePlan]], operation: str) -> str:
         parent_key=quoted_column(first.parent_key),
         keys="\n UNION ALL ".join(_changed_parent_keys(group, operation) for group in groups),
     )
-    return lock + "\n"
+    # One-row statements run it too: on a plan made for a bulk statement
+    # they would scan the whole parent table.
+    return plans_by_size(lock, "dbrules_old" if operation == "delete" else "dbrules_new") + "\n"
 
 
 def _changed_parent_keys(plans: list[AggregatePlan], operation: str) -> str:
@@ -561,12 +564,15 @@ def aggregate_group_triggers(
             recheck=recheck_rows(child, operation) if check else "",
             sibling_locks=_sibling_locks(related, operation),
             **_one_row_path(plans, operation, rescans, check, reacting, park),
-            copy_rows=check.rows if check else "",
             deferred=deferred,
             **park,
             deltas=deltas,
             any_change=any_change,
-            apply_several=_apply_several(plans, operation, deltas, rescans, common, delta_columns, park),
+            several_rows=plans_by_size(
+                _apply_several(plans, operation, deltas, rescans, common, delta_columns, park)
+                + ("\n" + check.rows if check else ""),
+                "dbrules_old" if operation == "delete" else "dbrules_new",
+            ),
         )
         trigger = RuleTrigger(
             name=trigger_name(*base, suffix),

@@ -28,6 +28,7 @@ from dbrules.triggers import (
     fk_key,
     mark_parked,
     null_safe_equal,
+    plans_by_size,
     quoted_column,
     transaction_table,
     trigger_name,
@@ -554,7 +555,7 @@ def copy_check_triggers(
                 row_from="dbrules_new AS n" if operation == "insert" else "dbrules_old AS o, dbrules_new AS n",
                 one_row=textwrap.indent(check.one_row, "    "),
             ),
-            rows=check.rows,
+            rows=plans_by_size(check.rows, "dbrules_new"),
         )
         trigger = RuleTrigger(
             name=trigger_name(model._meta.model_name, "copycheck", suffix),

@@ -9,6 +9,7 @@ the same.
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -21,6 +22,7 @@ from pgtrigger import compiler as pgcompiler
 
 from dbrules.analysis import Plan
 from dbrules.qualify import qualify
+from dbrules.sqlrender import render
 from dbrules.sqlrender import literal, quote, render, table
 
 NAME_LIMIT = 47  # pgtrigger's limit for trigger names
@@ -341,3 +343,14 @@ def null_safe_equal(a: str, b: str) -> str:
     has no pg_catalog-qualified spelling). Never NULL itself, so that its
     negation is true when one side alone is NULL."""
     return f"coalesce({a} = {b}, {a} IS NULL AND {b} IS NULL)"
+
+
+# Statements of fewer rows than this run on plans of their own (plans_by_size.sql).
+FEW_ROWS = 64
+
+
+def plans_by_size(statements: str, rows: str) -> str:
+    """``statements`` (for a statement of several rows of the transition
+    table ``rows``) in two copies, each cached with plans for its own sizes."""
+    statements = textwrap.indent(statements, "    ")
+    return render("plans_by_size.sql", statements=statements, rows=rows, offset=str(FEW_ROWS - 1))

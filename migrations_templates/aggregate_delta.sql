@@ -22,6 +22,8 @@
 --! change the way a recount under READ COMMITTED can. In deferred mode (per
 --! rule, or per transaction with dbrules.deferred()) the deltas are parked in
 --! the group's pending table and applied once at commit (aggregate_apply.sql).
+--! The statements for several rows come in two copies, for fewer rows and
+--! for more, each planned for its own sizes (plans_by_size.sql).
 IF {{deferred}} THEN
     {{mark_parked}}
     INSERT INTO {{pending_table}} (dbrules_txid, parent_key, {{pending_columns}})
@@ -32,6 +34,5 @@ IF {{deferred}} THEN
     RETURN NULL;
 END IF;
 {{sibling_locks}}{{one_row_branch}}
-{{apply_several}}
-{{copy_rows}}
+{{several_rows}}
 RETURN NULL;
