@@ -123,24 +123,25 @@ def first_two(model: Any) -> str:
     return f"id IN (SELECT id FROM {table(model)} ORDER BY id LIMIT 2)"
 
 
-def test_counted_parents_and_copies(session, first):
+def shelf_paths() -> tuple[str, list[tuple[str, str]]]:
+    """The shelves' setup, and their items inserted, moved and renamed."""
     shelf, item = table(Shelf), table(ShelfItem)
-    plan_both_ways(
-        session,
-        first,
-        [Shelf, ShelfItem],
-        [f"INSERT INTO {shelf} (name, num_items) SELECT 'shelf ' || i, 0 FROM generate_series(1, {N}) AS i"],
-        [
-            (f"INSERT INTO {item} (shelf_id, shelf_name) SELECT id, '' FROM {shelf} WHERE id <= 2",
-             f"INSERT INTO {item} (shelf_id, shelf_name) SELECT id, '' FROM {shelf}"),
-            (f"UPDATE {item} SET shelf_id = shelf_id % {N} + 1 WHERE {first_two(ShelfItem)}",
-             f"UPDATE {item} SET shelf_id = shelf_id % {N} + 1"),
-            (f"UPDATE {shelf} SET name = name || ' (a)' WHERE id <= 2",
-             f"UPDATE {shelf} SET name = name || ' (b)'"),
-            (f"DELETE FROM {item} WHERE {first_two(ShelfItem)}",
-             f"DELETE FROM {item} WHERE id % 2 = 0"),
-        ],
-    )
+    setup = f"INSERT INTO {shelf} (name, num_items) SELECT 'shelf ' || i, 0 FROM generate_series(1, {N}) AS i"
+    return setup, [
+        (f"INSERT INTO {item} (shelf_id, shelf_name) SELECT id, '' FROM {shelf} WHERE id <= 2",
+         f"INSERT INTO {item} (shelf_id, shelf_name) SELECT id, '' FROM {shelf}"),
+        (f"UPDATE {item} SET shelf_id = shelf_id % {N} + 1 WHERE {first_two(ShelfItem)}",
+         f"UPDATE {item} SET shelf_id = shelf_id % {N} + 1"),
+        (f"UPDATE {shelf} SET name = name || ' (a)' WHERE id <= 2",
+         f"UPDATE {shelf} SET name = name || ' (b)'"),
+    ]
+
+
+def test_counted_parents_and_copies(session, first):
+    item = table(ShelfItem)
+    setup, paths = shelf_paths()
+    deletes = (f"DELETE FROM {item} WHERE {first_two(ShelfItem)}", f"DELETE FROM {item} WHERE id % 2 = 0")
+    plan_both_ways(session, first, [Shelf, ShelfItem], [setup], [*paths, deletes])
     assert_exact(Shelf, ShelfItem)
 
 
@@ -238,23 +239,10 @@ def test_sources_inserted_and_changed(session, first):
     ],
 )
 def test_deferred_commits(session, first):
-    shelf, item = table(Shelf), table(ShelfItem)
-
     def deferred(statement: str) -> str:
         return f"BEGIN; SET LOCAL dbrules.deferred = on; {statement}; COMMIT"
 
-    plan_both_ways(
-        session,
-        first,
-        [Shelf, ShelfItem],
-        [f"INSERT INTO {shelf} (name, num_items) SELECT 'shelf ' || i, 0 FROM generate_series(1, {N}) AS i"],
-        [
-            (deferred(f"INSERT INTO {item} (shelf_id, shelf_name) SELECT id, '' FROM {shelf} WHERE id <= 2"),
-             deferred(f"INSERT INTO {item} (shelf_id, shelf_name) SELECT id, '' FROM {shelf}")),
-            (deferred(f"UPDATE {item} SET shelf_id = shelf_id % {N} + 1 WHERE {first_two(ShelfItem)}"),
-             deferred(f"UPDATE {item} SET shelf_id = shelf_id % {N} + 1")),
-            (deferred(f"UPDATE {shelf} SET name = name || ' (a)' WHERE id <= 2"),
-             deferred(f"UPDATE {shelf} SET name = name || ' (b)'")),
-        ],
-    )
+    setup, paths = shelf_paths()
+    deferred_paths = [(deferred(small), deferred(large)) for small, large in paths]
+    plan_both_ways(session, first, [Shelf, ShelfItem], [setup], deferred_paths)
     assert_exact(Shelf, ShelfItem)
