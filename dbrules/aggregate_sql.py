@@ -489,6 +489,12 @@ def _group_deltas(plans: list[AggregatePlan], operation: str) -> str:
     )
 
 
+def _written_rows(operation: str) -> str:
+    """The transition table holding a statement's rows: the new ones, or
+    the deleted ones."""
+    return "dbrules_old" if operation == "delete" else "dbrules_new"
+
+
 def _sibling_locks(groups: list[list[AggregatePlan]], operation: str) -> str:
     """sibling_locks.sql for the relations of one child table to one parent
     table, after a statement of ``operation``."""
@@ -503,7 +509,7 @@ def _sibling_locks(groups: list[list[AggregatePlan]], operation: str) -> str:
     )
     # One-row statements run it too: on a plan made for a bulk statement
     # they would scan the whole parent table.
-    return plans_by_size(lock, "dbrules_old" if operation == "delete" else "dbrules_new") + "\n"
+    return plans_by_size(lock, _written_rows(operation)) + "\n"
 
 
 def _changed_parent_keys(plans: list[AggregatePlan], operation: str) -> str:
@@ -571,7 +577,7 @@ def aggregate_group_triggers(
             several_rows=plans_by_size(
                 _apply_several(plans, operation, deltas, rescans, common, delta_columns, park)
                 + ("\n" + check.rows if check else ""),
-                "dbrules_old" if operation == "delete" else "dbrules_new",
+                _written_rows(operation),
             ),
         )
         trigger = RuleTrigger(

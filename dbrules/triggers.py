@@ -22,7 +22,6 @@ from pgtrigger import compiler as pgcompiler
 
 from dbrules.analysis import Plan
 from dbrules.qualify import qualify
-from dbrules.sqlrender import render
 from dbrules.sqlrender import literal, quote, render, table
 
 NAME_LIMIT = 47  # pgtrigger's limit for trigger names
