@@ -15,7 +15,8 @@ with nothing left to the caller's path:
 
 - ``a = b`` becomes ``a OPERATOR(pg_catalog.=) b``; ``sum(x)`` becomes
   ``pg_catalog.sum(x)``; ``x::date`` becomes ``x::pg_catalog.date``;
-- ``x IN (SELECT ...)`` becomes ``x OPERATOR(pg_catalog.=) ANY (SELECT ...)``.
+- ``x IN (SELECT ...)`` becomes ``x OPERATOR(pg_catalog.=) ANY (SELECT ...)``,
+  and ``x = ANY (...)`` keeps its ANY after the qualified operator.
 
 Constructs that look an operator up implicitly and have no qualified
 spelling here (``IS DISTINCT FROM``, ``LIKE``, ``BETWEEN``, ``NULLIF``, a
@@ -177,6 +178,8 @@ def qualify(body: str) -> Optional[str]:
                 return None
             out[i] = f"OPERATOR(pg_catalog.{'<>' if value == '!=' else value})"
         elif kind == "cast":
+            if after[0] == "quoted" and after2[1] == ".":
+                continue  # a schema-qualified type: a pending table's row
             if after[0] != "word":
                 return None
             name = after[1].lower()
@@ -187,6 +190,8 @@ def qualify(body: str) -> Optional[str]:
         elif kind == "word":
             if before[1] == "." or before[0] == "cast":
                 continue  # a qualified name's second part, or a cast's type
+            if lower == "any" and before[0] == "op" and _CLASSES.get(before[1]) == "compare" and after[1] == "(":
+                continue  # x = ANY (array): the operator, qualified above, is the only lookup
             if lower in _REFUSED:
                 return None
             if lower == "is" and "distinct" in {after[1].lower(), after2[1].lower()}:
@@ -237,12 +242,14 @@ def _join_run(run: set[str], kind: str) -> bool:
 
 def _names_a_relation(keyword: str, after: tuple[str, str], after2: tuple[str, str]) -> bool:
     """After FROM / JOIN / UPDATE / INSERT INTO: a schema-qualified table, a
-    subquery, a transition table, or (FOR UPDATE OF, FOR NO KEY UPDATE) a
+    subquery, a transition table, a function call, or (FOR UPDATE OF, FOR NO KEY UPDATE) a
     row-lock clause -- never a bare name the caller's path could resolve."""
     if after[0] == "quoted" and after2[1] == ".":
         return True
     if after[1] == "(" or after[1] in {"dbrules_new", "dbrules_old"}:
         return True
+    if keyword in {"from", "join"} and after[0] == "word" and after2[1] == "(":
+        return after[1].lower() not in _NOT_FUNCTIONS  # a set-returning function, qualified as any other
     return keyword == "update" and after[1].lower() in {"of", ";"}
 
 

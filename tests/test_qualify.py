@@ -21,10 +21,14 @@ Q = "OPERATOR(pg_catalog.{})".format
             f'UPDATE "s"."t" AS p SET "a" = p."a" {Q("+")} d."a", "b" = 0 WHERE p."id" {Q("=")} d.k;',
         ),
         ("p.id IN (SELECT d.k FROM dbrules_new AS d)", f"p.id {Q('=')} ANY (SELECT d.k FROM dbrules_new AS d)"),
+        ("p.id = ANY (ARRAY(SELECT d.k FROM dbrules_new AS d))",
+         f"p.id {Q('=')} ANY (ARRAY(SELECT d.k FROM dbrules_new AS d))"),
         ("SELECT -1 AS s, o.* FROM dbrules_old AS o", "SELECT -1 AS s, o.* FROM dbrules_old AS o"),
         ("r.s = -1 AND count(*) > 0", f"r.s {Q('=')} -1 AND pg_catalog.count(*) {Q('>')} 0"),
         ("x = '2024-01-01'::date", f"x {Q('=')} '2024-01-01'::pg_catalog.date"),
         ("x::integer", "x::integer"),
+        ("SELECT d.k FROM unnest(ARRAY(SELECT 1)) AS d", "SELECT d.k FROM pg_catalog.unnest(ARRAY(SELECT 1)) AS d"),
+        ('ROW(1, 2)::"dbrules"."pending_x"', 'ROW(1, 2)::"dbrules"."pending_x"'),
         ("coalesce(a, 'b''c') || LOWER(b)", f"coalesce(a, 'b''c') {Q('||')} pg_catalog.LOWER(b)"),
         ("((a * 3) + 50)", f"((a {Q('*')} 3) {Q('+')} 50)"),
         ("a != b", f"a {Q('<>')} b"),
@@ -65,9 +69,10 @@ def test_qualifies(body, expected):
         "a IN (1, 2)",
         "CASE a WHEN 1 THEN 2 END",
         "nullif(a, 0)",
-        "a = ANY(b)",
+        "a + ANY(b)",  # ANY after anything but a comparison
         "a COLLATE \"C\"",
         "x::regclass",
+        'x::"pending_x"',  # a type left to the caller's path
         "a + b * c",  # OPERATOR() would regroup it as (a + b) * c
         "a = b + c",
         "a = b = c",
