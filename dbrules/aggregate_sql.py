@@ -22,6 +22,9 @@ from dbrules.analysis import AggregatePlan, CopyPlan
 from dbrules.copy_sql import CopyCheck, copy_check, recheck_rows
 from dbrules.sqlrender import column_type, literal, quote, render, render_condition, table
 from dbrules.triggers import (
+    COMMIT_DECLARE,
+    COMMIT_END,
+    COMMIT_WRITES,
     OPERATIONS,
     REFERENCING,
     CompiledTrigger,
@@ -29,6 +32,7 @@ from dbrules.triggers import (
     any_column_changed,
     comment_for,
     commit_order_entry,
+    commit_start,
     commit_order_removal,
     mark_parked,
     plans_by_size,
@@ -250,12 +254,10 @@ SIGNED_ROWS = {
 }
 
 
-def _merge_column(plan: AggregatePlan, column: str) -> str:
+def _merged(plan: AggregatePlan) -> list[str]:
     """How parked deltas of several statements combine, per pending column."""
-    name = column.split(" AS ")[-1]
-    if plan.function in {"min", "max"}:
-        return f"{plan.function}(q.{name}) AS {name}"
-    return f"sum(q.{name}) AS {name}"
+    merge = plan.function if plan.function in {"min", "max"} else "sum"
+    return [f"{merge}(q.{quote(name)})" for name in _delta_names([plan])]
 
 
 def _pending_columns(plan: AggregatePlan) -> list[tuple[str, str]]:
@@ -620,11 +622,11 @@ def aggregate_group_triggers(
         )
     )
     # Deferred mode: the pending table and the commit-time apply trigger.
-    parked = (
-        "SELECT q.parent_key, "
-        + ", ".join(_merge_column(p, c) for p in plans for c in _delta_columns(p))
-        + f" FROM {pending} AS q WHERE q.dbrules_txid = txid_current() GROUP BY q.parent_key"
+    collect = render(
+        "commit_deltas.sql", pending_table=pending, merged=", ".join(m for p in plans for m in _merged(p))
     )
+    columns = ", ".join(f"d.{quote(n)}" for n in _delta_names(plans))
+    parked = f"SELECT d.parent_key, {columns} FROM unnest(dbrules_deltas) AS d"
     # The parked deltas are cleared after it in any case.
     merged = _apply_grouped(parked, rescans, common, if_none_locked="", park=None)
     apply = RuleTrigger(
@@ -633,9 +635,15 @@ def aggregate_group_triggers(
         operation=pgtrigger.Insert,
         level=pgtrigger.Row,
         func=render(
-            "aggregate_apply.sql", pending_table=pending, commit_locks=render("commit_locks.sql"), apply=merged
+            "aggregate_apply.sql",
+            pending_table=pending,
+            commit_start=commit_start(pending),
+            collect=collect,
+            apply=merged,
+            writes=COMMIT_WRITES,
+            commit_end=COMMIT_END,
         ),
-        declare=[*COUNTS, ("dbrules_lock", "text")],
+        declare=[*COUNTS, ("dbrules_lock", "text"), ("dbrules_deltas", f"{pending}[]"), *COMMIT_DECLARE],
         comment=comment,
         on_table=pending,
         setup=setup

@@ -17,6 +17,9 @@ from django.db import models
 from dbrules.analysis import CopyPlan, Plan, RowPlan
 from dbrules.sqlrender import column_type, literal, quote, render, render_expression, table
 from dbrules.triggers import (
+    COMMIT_DECLARE,
+    COMMIT_END,
+    COMMIT_WRITES,
     OPERATIONS,
     REFERENCING,
     CompiledTrigger,
@@ -25,6 +28,7 @@ from dbrules.triggers import (
     comment_for,
     commit_order_entry,
     commit_order_removal,
+    commit_start,
     fk_key,
     mark_parked,
     null_safe_equal,
@@ -279,20 +283,31 @@ def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: s
     ``recopy`` -- those whose first hop was not there when they were
     written, and those a deferred statement wrote (copy_recopy.sql)."""
     pk = quote(model._meta.pk.column)
-    parked = _noted_rows(recopy)
-    locks, entries = [], []
     prefixes = _source_prefixes(copies)
     joins, source = _joined_sources(prefixes, "c")
+    # The noted keys, read into arrays once; the statements read those
+    # (commit_start.sql plans them for the arrays' lengths).
+    first_hops = sorted({prefix[0] for prefix in prefixes}, key=lambda fk: fk.column)
+    arrays = {fk.column: f"dbrules_noted_{i}" for i, fk in enumerate(first_hops)}
+    collect = [f"dbrules_noted := ARRAY({_noted_rows(recopy)});"]
+    declare = [("dbrules_noted", f"{column_type(model._meta.pk)}[]")]
+    for fk in first_hops:
+        collect.append(f"{arrays[fk.column]} := ARRAY({_noted(recopy, quoted_column(fk))});")
+        declare.append((arrays[fk.column], f"{column_type(fk.target_field)}[]"))
+    locks, entries = [], []
     for prefix in prefixes:
-        start = _noted(recopy, quoted_column(prefix[0]))
-        keys, last = _path_keys(prefix, start, one=False), prefix[-1]
+        last = prefix[-1]
+        keys = _path_keys(prefix, arrays[prefix[0].column], one=False, arrays=True)
         locks.append(
-            f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{fk_key(last)} IN ({keys}) "
+            f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{fk_key(last)} = ANY ({keys}) "
             f"ORDER BY s.{fk_key(last)} FOR NO KEY UPDATE;"
         )
+        # What the first commit-time trigger to fire locks for this table
+        # (commit_locks.sql): a query of its own, with no variable.
+        stored = _path_keys(prefix, _noted(recopy, quoted_column(prefix[0])), one=False)
         holder = prefix[-2].related_model if len(prefix) > 1 else model
         entry = f"{recopy} {'.'.join(fk.column for fk in prefix)}"
-        entries.append(commit_order_entry(entry, recopy, last.related_model, fk_key(last), holder, keys))
+        entries.append(commit_order_entry(entry, recopy, last.related_model, fk_key(last), holder, stored))
     return RuleTrigger(
         name=trigger_name(model._meta.model_name, "recopy"),
         when=pgtrigger.After,
@@ -301,12 +316,14 @@ def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: s
         func=render(
             "copy_recopy.sql",
             recopy_table=recopy,
-            commit_locks=render("commit_locks.sql"),
+            commit_start=commit_start(recopy),
+            collect="\n".join(collect),
             locks="\n".join(locks),
             model_table=table(model),
             assignments=",\n       ".join(f"{quoted_column(p.target)} = {_lookup_sql(p, 'c')}" for p in copies),
-            pk=pk,
-            parked=parked,
+            noted_rows=f"c.{pk} = ANY (dbrules_noted)",
+            writes=COMMIT_WRITES,
+            commit_end=COMMIT_END,
             joins=joins,
             stale=" OR ".join(f"NOT {null_safe_equal(f'c.{quoted_column(p.target)}', source(p))}" for p in copies),
             differs=" OR ".join(
@@ -314,7 +331,7 @@ def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: s
             ),
         ),
         comment=comment_for(copies),
-        declare=[("dbrules_lock", "text"), ("dbrules_stale", "bigint")],
+        declare=[("dbrules_lock", "text"), ("dbrules_stale", "bigint"), *declare, *COMMIT_DECLARE],
         on_table=recopy,
         setup="\n".join([setup, *entries]),
         teardown=f"{commit_order_removal(recopy)}\nDROP TABLE IF EXISTS {recopy};",
@@ -571,13 +588,20 @@ def copy_check_triggers(
     return result
 
 
-def _path_keys(prefix: tuple[models.ForeignKey, ...], start: str, one: bool) -> str:
+def _path_keys(prefix: tuple[models.ForeignKey, ...], start: str, one: bool, arrays: bool = False) -> str:
     """The key(s) of the rows of ``prefix``'s last table that ``start`` (the
-    first hop's column: one value, or a query of them) reaches, hop by hop."""
+    first hop's column: one value, or a query of them) reaches, hop by hop.
+    ``arrays``: ``start`` is an array of keys, and so is the result."""
     keys = start
     for previous, fk in zip(prefix, prefix[1:]):
-        select = f"SELECT t.{quoted_column(fk)} FROM {table(previous.related_model)} AS t WHERE t.{fk_key(previous)}"
-        keys = f"({select} = {keys})" if one else f"{select} IN ({keys})"
+        select = f"SELECT t.{quoted_column(fk)} FROM {table(previous.related_model)} AS t WHERE "
+        key = f"t.{fk_key(previous)}"
+        if one:
+            keys = f"({select}{key} = {keys})"
+        elif arrays:
+            keys = f"ARRAY({select}{key} = ANY ({keys}))"
+        else:
+            keys = f"{select}{key} IN ({keys})"
     return keys
 
 

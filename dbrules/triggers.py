@@ -97,13 +97,15 @@ class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
             if self.kwargs["qualified"]
             else "SET search_path = pg_catalog, pg_temp"
         ]
-        if self.kwargs["level"].upper() == "STATEMENT" or self.kwargs["deferrable"]:
+        if self.kwargs["level"].upper() == "STATEMENT":
             # A session plans these statements once, for the first call's
             # transition table: after a 100,000-row statement its estimate
             # stayed, and JIT compiled the plan again on every later call,
             # 265 ms for a 3-row insert (1.6 ms without); the bulk statement
             # itself ran 14% faster without JIT.
             settings.append("SET jit = off")
+        # Commit-time functions set it, and more, in their first firing of
+        # a commit only (commit_start.sql): a SET here costs every firing.
         values["search_path"] = "\n".join(settings)
         text = render("trigger.sql", **values)
         # Empty optional clauses of CREATE TRIGGER leave blank lines; drop
@@ -259,6 +261,27 @@ def transaction_table(kind: str, model: type[models.Model], identity: Any, colum
 def mark_parked(name: str) -> str:
     """List ``name`` in the transaction's dbrules.parked (mark_parked.sql)."""
     return render("mark_parked.sql", entry=literal(name + ";"))
+
+
+# What a commit-time trigger declares, and how it gives back the settings
+# commit_start.sql changed: plan_cache_mode before its first statement that
+# writes (the triggers that statement fires plan as the session does), jit
+# at the end of its work.
+COMMIT_DECLARE = [("dbrules_settings", "text[]")]
+COMMIT_WRITES = "PERFORM set_config('plan_cache_mode', dbrules_settings[1], true);"
+COMMIT_END = "PERFORM set_config('jit', dbrules_settings[2], true);"
+
+
+def commit_start(name: str) -> str:
+    """The start of the commit-time trigger of ``name``, a pending or recopy
+    table: only its first firing in a commit goes on, and its statements are
+    planned for this commit (commit_start.sql)."""
+    entry = literal(name + ";")
+    unmark = (
+        "PERFORM set_config('dbrules.parked', "
+        f"replace(current_setting('dbrules.parked', true), {entry}, ''), true);"
+    )
+    return render("commit_start.sql", entry=entry, table=name, unmark=unmark, commit_locks=render("commit_locks.sql"))
 
 
 def commit_order_entry(

@@ -12,7 +12,10 @@
 --! key and by a to_field is locked in one order by every commit. What to
 --! lock comes from dbrules.commit_order, never from the setting, which only
 --! names which tables parked; the statements it holds name every operator
---! in pg_catalog (qualify.py).
+--! in pg_catalog (qualify.py). Each runs with EXECUTE, planned afresh;
+--! its keys pass through an array, which the planner takes for a few
+--! whatever the pending tables' statistics still count of an earlier
+--! commit, and looks up by key.
 IF split_part(coalesce(current_setting('dbrules.parked', true), ''), ';', 2) <> ''
    AND coalesce(current_setting('dbrules.commit_locked', true), '') <> 'on' THEN
     PERFORM set_config('dbrules.commit_locked', 'on', true);
@@ -30,7 +33,7 @@ IF split_part(coalesce(current_setting('dbrules.parked', true), ''), ';', 2) <> 
                       k.parent_table, string_agg(k.condition, ' OR '), k.order_keys)
           FROM (
             SELECT h.height, o.parent_table,
-                   format('p.%s OPERATOR(pg_catalog.=) ANY (%s)', o.parent_key, string_agg(o.keys, ' UNION ALL ')) AS condition,
+                   format('p.%s OPERATOR(pg_catalog.=) ANY (ARRAY(%s))', o.parent_key, string_agg(o.keys, ' UNION ALL ')) AS condition,
                    (SELECT string_agg(DISTINCT 'p.' || a.parent_key, ', ' ORDER BY 'p.' || a.parent_key)
                       FROM "dbrules"."commit_order" AS a WHERE a.parent_table = o.parent_table) AS order_keys
               FROM "dbrules"."commit_order" AS o JOIN height AS h ON h.parent_table = o.parent_table

@@ -9,22 +9,22 @@
 --! check does, so a change in flight either committed before this copy or
 --! waits for it. The UPDATE sets the copies; the row trigger recomputes
 --! what reads them.
-IF NOT EXISTS (SELECT 1 FROM {{recopy_table}} WHERE dbrules_txid = txid_current()) THEN
-    RETURN NULL;
-END IF;
-{{commit_locks}}
+{{commit_start}}
+{{collect}}
 {{locks}}
 -- Almost always every copy is right: one pass joins the rows to their
 -- sources, and only a stale one costs the UPDATE's lookups row by row.
 SELECT count(*) INTO dbrules_stale
   FROM {{model_table}} AS c {{joins}}
- WHERE c.{{pk}} IN ({{parked}})
+ WHERE {{noted_rows}}
    AND ({{stale}});
+{{writes}}
 IF dbrules_stale > 0 THEN
     UPDATE {{model_table}} AS c
        SET {{assignments}}
-     WHERE c.{{pk}} IN ({{parked}})
+     WHERE {{noted_rows}}
        AND ({{differs}});
 END IF;
 DELETE FROM {{recopy_table}} WHERE dbrules_txid = txid_current();
+{{commit_end}}
 RETURN NULL;

@@ -422,12 +422,32 @@ def test_functions_without_pinned_search_path_resolve_nothing_through_it(admin):
 def test_statement_and_commit_functions_run_without_jit(admin):
     """A session plans a statement trigger's queries once, for the first
     call's transition table; JIT would then compile a plan sized for a bulk
-    statement again on every later small one. Statement-level and commit-time
-    functions turn it off; row functions, called per row, pay no setting."""
+    statement again on every later small one. Statement-level functions turn
+    it off; row functions, called per row, pay no setting. Commit-time
+    functions fire once per parked row and work in one firing: that firing
+    sets jit and plan_cache_mode, and gives the session its own back."""
     rows = admin.execute(
-        "SELECT t.tgname, (t.tgtype & 1) = 1 AND NOT t.tgdeferrable, coalesce(p.proconfig, '{}') "
+        "SELECT t.tgname, (t.tgtype & 1) = 0, t.tgdeferrable, coalesce(p.proconfig, '{}'), p.prosrc "
         "FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid WHERE t.tgname LIKE 'pgtrigger_dbrules_%'"
     ).fetchall()
-    assert rows
-    for name, per_row, config in rows:
-        assert ("jit=off" in config) != per_row, (name, config)
+    assert any(deferrable for _, _, deferrable, _, _ in rows)
+    for name, per_statement, deferrable, config, source in rows:
+        assert ("jit=off" in config) == per_statement, (name, config)
+        if deferrable:
+            assert "set_config('jit', 'off', true)" in source, name
+            assert "set_config('plan_cache_mode', 'force_custom_plan', true)" in source, name
+
+    author = Author.objects.create(name="Ann")
+    admin.execute("SET jit = on")
+    admin.execute("SET plan_cache_mode = force_generic_plan")
+    with admin.transaction():
+        admin.execute("SELECT set_config('dbrules.deferred', 'on', true)")
+        admin.execute(
+            f"INSERT INTO {Book._meta.db_table} ({COLUMNS}) VALUES (%s, 'A', 5, true, '', '', '', '', 0, 0)",
+            [author.pk],
+        )
+        admin.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the commit's work, in this transaction
+        settings = admin.execute("SELECT current_setting('jit'), current_setting('plan_cache_mode')").fetchone()
+        assert settings == ("on", "force_generic_plan")
+    assert Author.objects.get(pk=author.pk).num_books == 1
+    assert_exact(Author, Book)
