@@ -23,8 +23,6 @@ from dbrules.copy_sql import CopyCheck, copy_check, recheck_rows
 from dbrules.sqlrender import column_type, literal, quote, render, render_condition, table
 from dbrules.triggers import (
     COMMIT_DECLARE,
-    COMMIT_END,
-    COMMIT_WRITES,
     OPERATIONS,
     REFERENCING,
     CompiledTrigger,
@@ -32,7 +30,7 @@ from dbrules.triggers import (
     any_column_changed,
     comment_for,
     commit_order_entry,
-    commit_start,
+    commit_steps,
     commit_order_removal,
     mark_parked,
     plans_by_size,
@@ -637,11 +635,9 @@ def aggregate_group_triggers(
         func=render(
             "aggregate_apply.sql",
             pending_table=pending,
-            commit_start=commit_start(pending),
             collect=collect,
             apply=merged,
-            writes=COMMIT_WRITES,
-            commit_end=COMMIT_END,
+            **commit_steps(pending),
         ),
         declare=[*COUNTS, ("dbrules_lock", "text"), ("dbrules_deltas", f"{pending}[]"), *COMMIT_DECLARE],
         comment=comment,

@@ -10,6 +10,7 @@ import re
 import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import pgtrigger
 from django.db import models
@@ -18,8 +19,6 @@ from dbrules.analysis import CopyPlan, Plan, RowPlan
 from dbrules.sqlrender import column_type, literal, quote, render, render_expression, table
 from dbrules.triggers import (
     COMMIT_DECLARE,
-    COMMIT_END,
-    COMMIT_WRITES,
     OPERATIONS,
     REFERENCING,
     CompiledTrigger,
@@ -28,7 +27,7 @@ from dbrules.triggers import (
     comment_for,
     commit_order_entry,
     commit_order_removal,
-    commit_start,
+    commit_steps,
     fk_key,
     mark_parked,
     null_safe_equal,
@@ -287,7 +286,7 @@ def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: s
     joins, source = _joined_sources(prefixes, "c")
     # The noted keys, read into arrays once; the statements read those
     # (commit_start.sql plans them for the arrays' lengths).
-    first_hops = sorted({prefix[0] for prefix in prefixes}, key=lambda fk: fk.column)
+    first_hops = _noted_hops(model)
     arrays = {fk.column: f"dbrules_noted_{i}" for i, fk in enumerate(first_hops)}
     collect = [f"dbrules_noted := ARRAY({_noted_rows(recopy)});"]
     declare = [("dbrules_noted", f"{column_type(model._meta.pk)}[]")]
@@ -297,14 +296,14 @@ def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: s
     locks, entries = [], []
     for prefix in prefixes:
         last = prefix[-1]
-        keys = _path_keys(prefix, arrays[prefix[0].column], one=False, arrays=True)
+        keys = _path_keys(prefix, arrays[prefix[0].column], "array")
         locks.append(
             f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{fk_key(last)} = ANY ({keys}) "
             f"ORDER BY s.{fk_key(last)} FOR NO KEY UPDATE;"
         )
         # What the first commit-time trigger to fire locks for this table
         # (commit_locks.sql): a query of its own, with no variable.
-        stored = _path_keys(prefix, _noted(recopy, quoted_column(prefix[0])), one=False)
+        stored = _path_keys(prefix, _noted(recopy, quoted_column(prefix[0])), "query")
         holder = prefix[-2].related_model if len(prefix) > 1 else model
         entry = f"{recopy} {'.'.join(fk.column for fk in prefix)}"
         entries.append(commit_order_entry(entry, recopy, last.related_model, fk_key(last), holder, stored))
@@ -316,14 +315,12 @@ def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: s
         func=render(
             "copy_recopy.sql",
             recopy_table=recopy,
-            commit_start=commit_start(recopy),
             collect="\n".join(collect),
             locks="\n".join(locks),
             model_table=table(model),
             assignments=",\n       ".join(f"{quoted_column(p.target)} = {_lookup_sql(p, 'c')}" for p in copies),
             noted_rows=f"c.{pk} = ANY (dbrules_noted)",
-            writes=COMMIT_WRITES,
-            commit_end=COMMIT_END,
+            **commit_steps(recopy),
             joins=joins,
             stale=" OR ".join(f"NOT {null_safe_equal(f'c.{quoted_column(p.target)}', source(p))}" for p in copies),
             differs=" OR ".join(
@@ -496,7 +493,7 @@ def copy_check(
         start = f"SELECT n.{quoted_column(prefix[0])} FROM ({rows}) AS n"
         if operation == "update":
             start = f"SELECT unnest(moved.{moved[prefix[0].column]})"
-        keys = _path_keys(prefix, start, one=False)
+        keys = _path_keys(prefix, start, "query")
         last = prefix[-1]
         locks.append(
             f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{fk_key(last)} IN ({keys}) "
@@ -588,20 +585,19 @@ def copy_check_triggers(
     return result
 
 
-def _path_keys(prefix: tuple[models.ForeignKey, ...], start: str, one: bool, arrays: bool = False) -> str:
+def _path_keys(prefix: tuple[models.ForeignKey, ...], start: str, start_is: Literal["one", "query", "array"]) -> str:
     """The key(s) of the rows of ``prefix``'s last table that ``start`` (the
-    first hop's column: one value, or a query of them) reaches, hop by hop.
-    ``arrays``: ``start`` is an array of keys, and so is the result."""
+    first hop's column) reaches, hop by hop: one value, a query of them, or
+    an array of them, as ``start_is``."""
     keys = start
     for previous, fk in zip(prefix, prefix[1:]):
-        select = f"SELECT t.{quoted_column(fk)} FROM {table(previous.related_model)} AS t WHERE "
-        key = f"t.{fk_key(previous)}"
-        if one:
-            keys = f"({select}{key} = {keys})"
-        elif arrays:
-            keys = f"ARRAY({select}{key} = ANY ({keys}))"
+        select = f"SELECT t.{quoted_column(fk)} FROM {table(previous.related_model)} AS t WHERE t.{fk_key(previous)}"
+        if start_is == "one":
+            keys = f"({select} = {keys})"
+        elif start_is == "array":
+            keys = f"ARRAY({select} = ANY ({keys}))"
         else:
-            keys = f"{select}{key} IN ({keys})"
+            keys = f"{select} IN ({keys})"
     return keys
 
 
@@ -629,7 +625,7 @@ def _copy_check_one_row(
     # version. The copies ending at a hop compare with that hop's record.
     locks, value = [], {}
     for k, prefix in enumerate(prefixes):
-        key = _path_keys(prefix, f"one.{quoted_column(prefix[0])}", one=True)
+        key = _path_keys(prefix, f"one.{quoted_column(prefix[0])}", "one")
         last = prefix[-1]
         ending = [plan for plan in copies if plan.path == prefix]
         for plan in ending:

@@ -263,25 +263,30 @@ def mark_parked(name: str) -> str:
     return render("mark_parked.sql", entry=literal(name + ";"))
 
 
-# What a commit-time trigger declares, and how it gives back the settings
-# commit_start.sql changed: plan_cache_mode before its first statement that
-# writes (the triggers that statement fires plan as the session does), jit
-# at the end of its work.
+# What every commit-time trigger declares: the settings commit_start.sql
+# changes, as they were.
 COMMIT_DECLARE = [("dbrules_settings", "text[]")]
-COMMIT_WRITES = "PERFORM set_config('plan_cache_mode', dbrules_settings[1], true);"
-COMMIT_END = "PERFORM set_config('jit', dbrules_settings[2], true);"
 
 
-def commit_start(name: str) -> str:
-    """The start of the commit-time trigger of ``name``, a pending or recopy
-    table: only its first firing in a commit goes on, and its statements are
-    planned for this commit (commit_start.sql)."""
+def commit_steps(name: str) -> dict[str, str]:
+    """The steps of the commit-time trigger of ``name``, a pending or recopy
+    table, for its template: ``commit_start`` (only its first firing in a
+    commit goes on, and the reads after it are planned for this commit:
+    commit_start.sql), ``writes`` before its first statement that writes
+    (plan_cache_mode given back, so the triggers that statement fires plan
+    as the session does), ``commit_end`` after its work (jit given back)."""
     entry = literal(name + ";")
     unmark = (
         "PERFORM set_config('dbrules.parked', "
         f"replace(current_setting('dbrules.parked', true), {entry}, ''), true);"
     )
-    return render("commit_start.sql", entry=entry, table=name, unmark=unmark, commit_locks=render("commit_locks.sql"))
+    return {
+        "commit_start": render(
+            "commit_start.sql", entry=entry, table=name, unmark=unmark, commit_locks=render("commit_locks.sql")
+        ),
+        "writes": "PERFORM set_config('plan_cache_mode', dbrules_settings[1], true);",
+        "commit_end": "PERFORM set_config('jit', dbrules_settings[2], true);",
+    }
 
 
 def commit_order_entry(
