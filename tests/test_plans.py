@@ -1,22 +1,26 @@
 """A session plans each statement of a trigger function once, with the row
 counts of that first run, and keeps the plan. The write paths must stay
-cheap whatever planned them first. Small statements first, then statements
+cheap whatever planned them first. Statements of several rows run on one of
+two copies of their trigger statements, one for fewer than FEW_ROWS rows and
+one for more (plans_by_size.sql), so each copy is checked both ways: small
+(two rows) or medium (just over FEW_ROWS) statements first, then statements
 of N rows: no plan node may visit more than a few rows per written row (a
 nested loop over two transition tables or CTEs, planned for two rows,
-visits N * N). Statements of N rows first, then small ones: no node may
-visit a whole table of N rows (a hash join planned for N rows scans every
-parent on each later two-row statement). And a commit reads the rows it
-parked once, not once per row."""
+visits N * N). Statements of N rows first, then small or medium ones: no
+node may visit a whole table of N rows (a hash join planned for N rows
+scans every parent on each later two-row statement). And a commit reads the
+rows it parked once, not once per row."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
+from dbrules.triggers import FEW_ROWS
 from tests.bookstore.models import (
     Account,
     Author,
@@ -33,9 +37,20 @@ from tests.conftest import assert_exact, outside_conninfo
 pytestmark = pytest.mark.django_db(transaction=True)
 
 N = 2000
-# The most rows one plan node may visit in a statement of N rows (a linear
-# plan visits each a few times, a quadratic one N * N / 2) and in one of two.
-MOST_VISITS = {"large": 10 * N, "small": N // 10}
+# Rows a statement of each size writes: medium runs the other copy of the
+# statements for several rows than small does.
+ROWS = {"small": 2, "medium": 2 * FEW_ROWS, "large": N}
+# The most rows one plan node may visit in a statement of each size: a
+# linear plan visits each written row a few times, a quadratic one N * N / 2
+# for N rows, and a plan made for N rows, run for two, the whole table. A
+# medium statement may read a table once (N rows and the medium ones):
+# PostgreSQL estimates at most 200 groups of a transition table's rows, so
+# from 200 rows on every statement gets the plan of 200, which over 2,000
+# parents hashes them all in a new session too. A nested loop over both
+# would visit N rows per written row.
+MOST_VISITS = {"small": N // 10, "medium": 2 * N, "large": 10 * N}
+# A path writes ``rows`` rows, counted from the lowest keys (N: every row).
+Path = Callable[[int], str]
 
 NODE = re.compile(r"^\s*(?:->\s+)?(?P<node>.+?)\s+\(cost=[^)]*\)\s+\(actual rows=(?P<rows>\d+) loops=(?P<loops>\d+)\)")
 REMOVED = re.compile(r"Rows Removed by (?:Join )?Filter: (?P<removed>\d+)")
@@ -95,62 +110,58 @@ def table(model: Any) -> str:
     return model._meta.db_table
 
 
-@pytest.fixture(params=["small", "large"])
-def first(request: Any) -> str:
-    """Which statements of each write path run first, and so plan it."""
+@pytest.fixture(params=[("small", "large"), ("medium", "large"), ("large", "small"), ("large", "medium")],
+                ids="-then-".join)
+def order(request: Any) -> tuple[str, str]:
+    """Which size of each write path runs first, and so plans it, and which
+    runs next on those plans."""
     return request.param
 
 
 def plan_both_ways(
-    session: ExplainedSession, first: str, models: list[Any], setup: list[str], paths: list[tuple[str, str]]
+    session: ExplainedSession, order: tuple[str, str], models: list[Any], setup: list[str], paths: list[Path]
 ) -> None:
-    """Every path's statements of one size (``first``), so that they plan
-    the triggers' statements; then every path's statements of the other
-    size, whose plans are checked. The statements name rows by key, counted
-    from 1 in ``models``' tables."""
+    """Every path at one size (``order[0]``), so that they plan the triggers'
+    statements; then every path at the other, whose plans are checked."""
+    first, then = order
     session.run(f"TRUNCATE {', '.join(table(m) for m in models)} RESTART IDENTITY CASCADE", *setup)
-    sizes = {"small": [small for small, _ in paths], "large": [large for _, large in paths]}
-    then = "large" if first == "small" else "small"
-    session.run(*sizes[first])
+    session.run(*(path(ROWS[first]) for path in paths))
     session.plans.clear()
-    session.run(*sizes[then])
+    session.run(*(path(ROWS[then]) for path in paths))
     assert session.plans, "auto_explain showed no plan"
     heavy = session.heaviest_nodes(MOST_VISITS[then])
-    assert not heavy, "plan nodes visiting too many rows:\n" + "\n".join(map(str, heavy))
+    assert not heavy, f"{then} statements, plan nodes visiting too many rows:\n" + "\n".join(map(str, heavy))
 
 
-def first_two(model: Any) -> str:
-    """The two lowest keys of ``model``'s table that are still there."""
-    return f"id IN (SELECT id FROM {table(model)} ORDER BY id LIMIT 2)"
+def first_rows(model: Any, rows: int) -> str:
+    """The ``rows`` lowest keys of ``model``'s table that are still there."""
+    return f"id IN (SELECT id FROM {table(model)} ORDER BY id LIMIT {rows})"
 
 
-def shelf_paths() -> tuple[str, list[tuple[str, str]]]:
+def shelf_paths() -> tuple[str, list[Path]]:
     """The shelves' setup, and their items inserted, moved and renamed."""
     shelf, item = table(Shelf), table(ShelfItem)
     setup = f"INSERT INTO {shelf} (name, num_items) SELECT 'shelf ' || i, 0 FROM generate_series(1, {N}) AS i"
     return setup, [
-        (f"INSERT INTO {item} (shelf_id, shelf_name) SELECT id, '' FROM {shelf} WHERE id <= 2",
-         f"INSERT INTO {item} (shelf_id, shelf_name) SELECT id, '' FROM {shelf}"),
-        (f"UPDATE {item} SET shelf_id = shelf_id % {N} + 1 WHERE {first_two(ShelfItem)}",
-         f"UPDATE {item} SET shelf_id = shelf_id % {N} + 1"),
-        (f"UPDATE {shelf} SET name = name || ' (a)' WHERE id <= 2",
-         f"UPDATE {shelf} SET name = name || ' (b)'"),
+        lambda rows: f"INSERT INTO {item} (shelf_id, shelf_name) SELECT id, '' FROM {shelf} WHERE id <= {rows}",
+        lambda rows: f"UPDATE {item} SET shelf_id = shelf_id % {N} + 1 WHERE {first_rows(ShelfItem, rows)}",
+        lambda rows: f"UPDATE {shelf} SET name = name || ' ({rows})' WHERE id <= {rows}",
     ]
 
 
-def test_counted_parents_and_copies(session, first):
+def test_counted_parents_and_copies(session, order):
     item = table(ShelfItem)
     setup, paths = shelf_paths()
-    deletes = (f"DELETE FROM {item} WHERE {first_two(ShelfItem)}", f"DELETE FROM {item} WHERE id % 2 = 0")
-    plan_both_ways(session, first, [Shelf, ShelfItem], [setup], [*paths, deletes])
+    paths.append(lambda rows: f"DELETE FROM {item} WHERE {first_rows(ShelfItem, rows // 2)}")
+    plan_both_ways(session, order, [Shelf, ShelfItem], [setup], paths)
     assert_exact(Shelf, ShelfItem)
 
 
-def test_extremes_that_rescan_and_copies_two_hops_away(session, first):
+def test_extremes_that_rescan_and_copies_two_hops_away(session, order):
     publisher, author, book = table(Publisher), table(Author), table(Book)
     plan_both_ways(
         session,
-        first,
+        order,
         [Publisher, Author, Book],
         [
             f"INSERT INTO {publisher} (name, country, num_authors, total_books) "
@@ -159,78 +170,64 @@ def test_extremes_that_rescan_and_copies_two_hops_away(session, first):
             f"SELECT 'author ' || i, 'A' || i || '@X', i % {N // 2} + 1, 0, 0, 0, '' FROM generate_series(1, {N}) AS i",
         ],
         [
-            (f"INSERT INTO {book} (author_id, title, pages, price, published, published_on, author_name, "
-             f"author_standing, title_key, label, size, weight_grams, num_tags) "
-             f"SELECT id, 'Book', 100, 9.50, true, '2020-01-01', '', '', '', '', '', 0, 0 FROM {author} WHERE id <= 2",
-             f"INSERT INTO {book} (author_id, title, pages, price, published, published_on, author_name, "
-             f"author_standing, title_key, label, size, weight_grams, num_tags) "
-             f"SELECT id % {N} + 1, 'Book ' || id, id % 500, id % 7 + 0.5, id % 3 = 0, "
-             f"DATE '2020-01-01' + (id % 300)::int, '', '', '', '', '', 0, 0 FROM {author}"),
-            (f"UPDATE {book} SET pages = pages + 1, published = NOT published WHERE {first_two(Book)}",
-             f"UPDATE {book} SET pages = pages + 1, published = NOT published"),
-            (f"UPDATE {book} SET author_id = author_id % {N} + 1 WHERE {first_two(Book)}",
-             f"UPDATE {book} SET author_id = author_id % {N} + 1"),
-            (f"UPDATE {author} SET name = name || ' (a)' WHERE id <= 2",
-             f"UPDATE {author} SET name = name || ' (b)'"),
-            (f"UPDATE {publisher} SET country = 'q' WHERE id <= 2",
-             f"UPDATE {publisher} SET country = 'r'"),
-            (f"DELETE FROM {book} WHERE {first_two(Book)}",
-             f"DELETE FROM {book} WHERE id % 2 = 0"),
+            lambda rows: f"INSERT INTO {book} (author_id, title, pages, price, published, published_on, author_name, "
+            f"author_standing, title_key, label, size, weight_grams, num_tags) "
+            f"SELECT id % {N} + 1, 'Book ' || id, id % 500, id % 7 + 0.5, id % 3 = 0, "
+            f"DATE '2020-01-01' + (id % 300)::int, '', '', '', '', '', 0, 0 FROM {author} WHERE id <= {rows}",
+            lambda rows: f"UPDATE {book} SET pages = pages + 1, published = NOT published WHERE {first_rows(Book, rows)}",
+            lambda rows: f"UPDATE {book} SET author_id = author_id % {N} + 1 WHERE {first_rows(Book, rows)}",
+            lambda rows: f"UPDATE {author} SET name = name || ' ({rows})' WHERE id <= {rows}",
+            lambda rows: f"UPDATE {publisher} SET country = 'k' || {rows % 10} WHERE id <= {rows}",
+            lambda rows: f"DELETE FROM {book} WHERE {first_rows(Book, rows // 2)}",
         ],
     )
     assert_exact(Publisher, Author, Book)
 
 
-def test_two_relations_to_one_parent_table(session, first):
+def test_two_relations_to_one_parent_table(session, order):
     account, transfer = table(Account), table(Transfer)
     plan_both_ways(
         session,
-        first,
+        order,
         [Account, Transfer],
         [f"INSERT INTO {account} (name, num_sent, total_sent, total_received) "
          f"SELECT 'account ' || i, 0, 0, 0 FROM generate_series(1, {N}) AS i"],
         [
-            (f"INSERT INTO {transfer} (source_id, target_id, amount, source_name) "
-             f"SELECT id, id % {N} + 1, 5, '' FROM {account} WHERE id <= 2",
-             f"INSERT INTO {transfer} (source_id, target_id, amount, source_name) "
-             f"SELECT id, (id * 7) % {N} + 1, id % 9, '' FROM {account}"),
-            (f"UPDATE {transfer} SET source_id = target_id, target_id = source_id WHERE {first_two(Transfer)}",
-             f"UPDATE {transfer} SET source_id = target_id, target_id = source_id"),
-            (f"DELETE FROM {transfer} WHERE {first_two(Transfer)}",
-             f"DELETE FROM {transfer} WHERE id % 2 = 0"),
+            lambda rows: f"INSERT INTO {transfer} (source_id, target_id, amount, source_name) "
+            f"SELECT id, (id * 7) % {N} + 1, id % 9, '' FROM {account} WHERE id <= {rows}",
+            lambda rows: f"UPDATE {transfer} SET source_id = target_id, target_id = source_id "
+            f"WHERE {first_rows(Transfer, rows)}",
+            lambda rows: f"DELETE FROM {transfer} WHERE {first_rows(Transfer, rows // 2)}",
         ],
     )
     assert_exact(Account, Transfer)
 
 
-def test_sources_inserted_and_changed(session, first):
+def test_sources_inserted_and_changed(session, order):
     depot, parcel = table(Depot), table(Parcel)
     plan_both_ways(
         session,
-        first,
+        order,
         [Depot, Parcel],
         [],
         [
-            (f"INSERT INTO {depot} (name, code, priority, is_open) SELECT 'depot ' || i, NULL, i, true "
-             f"FROM generate_series(1, 2) AS i",
-             f"INSERT INTO {depot} (name, code, priority, is_open) SELECT 'depot ' || i, gen_random_uuid(), i, "
-             f"i % 2 = 0 FROM generate_series(1, {N}) AS i"),
-            (f"INSERT INTO {parcel} (depot_id) SELECT id FROM {depot} WHERE id <= 2",
-             f"INSERT INTO {parcel} (depot_id) SELECT id FROM {depot}"),
-            (f"UPDATE {depot} SET priority = priority + 1, is_open = NOT is_open WHERE id <= 2",
-             f"UPDATE {depot} SET priority = priority + 1, is_open = NOT is_open, code = gen_random_uuid()"),
+            # Odd depots have no code: a copy of NULL.
+            lambda rows: f"INSERT INTO {depot} (name, code, priority, is_open) SELECT 'depot ' || i, "
+            f"CASE WHEN i % 2 = 0 THEN gen_random_uuid() END, i, i % 2 = 0 FROM generate_series(1, {rows}) AS i",
+            lambda rows: f"INSERT INTO {parcel} (depot_id) SELECT id FROM {depot} WHERE id <= {rows}",
+            lambda rows: f"UPDATE {depot} SET priority = priority + 1, is_open = NOT is_open, "
+            f"code = CASE WHEN id % 2 = 0 THEN gen_random_uuid() END WHERE id <= {rows}",
         ],
     )
     assert_exact(Parcel)
 
 
-def test_deferred_commits(session, first):
-    def deferred(statement: str) -> str:
-        return f"BEGIN; SET LOCAL dbrules.deferred = on; {statement}; COMMIT"
+def test_deferred_commits(session, order):
+    def deferred(path: Path) -> Path:
+        return lambda rows: f"BEGIN; SET LOCAL dbrules.deferred = on; {path(rows)}; COMMIT"
 
     setup, paths = shelf_paths()
-    deferred_paths = [(deferred(small), deferred(large)) for small, large in paths]
-    plan_both_ways(session, first, [Shelf, ShelfItem], [setup], deferred_paths)
+    plan_both_ways(session, order, [Shelf, ShelfItem], [setup], [deferred(path) for path in paths])
     assert_exact(Shelf, ShelfItem)
 
 
@@ -251,7 +248,8 @@ def test_a_deferred_commit_reads_its_parked_rows_once(outside):
         ).fetchone()
         return int(row[0])
 
-    for _, large in paths:
+    for path in paths:
+        large = path(N)
         before = entries_read()
         outside.execute(f"BEGIN; SET LOCAL dbrules.deferred = on; {large}; COMMIT")
         read = entries_read() - before
