@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,16 @@ TARGETS = {"bulk": 1.15, "single": 0.85, "reads": 100.0, "repair": 2.0}
 COPYING_PHASES = {"insert", "move"}  # the floors' statements that run the copy's lookup
 
 
+def paired_ratios(runs: list[float], base_runs: list[float]) -> tuple[float, float, float]:
+    """Median, least and greatest of each run's ratio to the no-rules run of
+    the same round. The rounds run the variants one after another, so a
+    ratio divides figures measured minutes apart, not a whole run apart: the
+    host's share of the CPUs drifts within a run. A variant measured once
+    pairs with the first round."""
+    ratios = [run / base for run, base in zip(runs, base_runs)]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
 def add_ratios(results: dict[str, Any]) -> None:
     """Ratios against the no-rules reference, next to the raw figures."""
     bulk = results.get("bulk")
@@ -23,18 +34,23 @@ def add_ratios(results: dict[str, Any]) -> None:
         base = bulk["no rules"]
         for variant, figures in bulk.items():
             for phase in BULK_PHASES:
-                figures[phase]["ratio"] = figures[phase]["seconds"] / base[phase]["seconds"]
+                ratio, low, high = paired_ratios(figures[phase]["per_run"], base[phase]["per_run"])
+                figures[phase].update(ratio=ratio, ratio_range=[low, high])
     single = results.get("single")
     if single:
         base = single["no rules"]
         for variant, figures in single.items():
-            figures["ratios"] = {s: figures[s] / base[s] for s in base if s not in {"drift", "ratios", "failed"}}
+            paired = {s: paired_ratios(runs, base["per_run"][s]) for s, runs in figures["per_run"].items()}
+            figures["ratios"] = {s: ratio for s, (ratio, _, _) in paired.items()}
+            figures["ratio_ranges"] = {s: [low, high] for s, (_, low, high) in paired.items()}
     statements = results.get("statements")
     if statements:
         base = statements["no rules"]
         for variant, figures in statements.items():
             # As throughput, comparable with pgbench's ratios and the target.
-            figures["ratios"] = {s: base[s] / figures[s] for s in base if s not in {"drift", "ratios"}}
+            paired = {s: paired_ratios(base["per_run"][s], runs) for s, runs in figures["per_run"].items()}
+            figures["ratios"] = {s: ratio for s, (ratio, _, _) in paired.items()}
+            figures["ratio_ranges"] = {s: [low, high] for s, (_, low, high) in paired.items()}
     if "reads" in results:
         r = results["reads"]
         r["speedup"] = r["annotate"] / r["stored"]
@@ -81,6 +97,13 @@ def _drift(variants: dict[str, Any], variant: str) -> str:
     return "(not maintained)" if variant == "no rules" else str(variants[variant]["drift"])
 
 
+def _ratio(ratio: float, extremes: list[float]) -> str:
+    """A ratio, and the range of the runs' ratios when they differ."""
+    low, high = extremes
+    spread = f" ({low:.2f}-{high:.2f})" if f"{low:.2f}" != f"{high:.2f}" else ""
+    return f"{ratio:.2f}x{spread}"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
@@ -98,7 +121,8 @@ def tables(results: dict[str, Any]) -> str:
         rows = []
         for phase in BULK_PHASES:
             rows.append([PHASE_LABELS[phase]] + [
-                f"{bulk[v][phase]['seconds']:.2f}s {bulk[v][phase]['ratio']:.2f}x" for v in variants
+                f"{bulk[v][phase]['seconds']:.2f}s " + _ratio(bulk[v][phase]["ratio"], bulk[v][phase]["ratio_range"])
+                for v in variants
             ])
         rows.append(["queries from Django"] + [
             "/".join(f"{bulk[v][p]['queries']:.0f}" for p in BULK_PHASES) for v in variants
@@ -107,7 +131,8 @@ def tables(results: dict[str, Any]) -> str:
         rows.append(["drift after the run"] + [_drift(bulk, v) for v in variants])
         rows.append(["rows measured"] + [f"{bulk[v]['rows']:,}" + ("*" if bulk[v]['rows'] != bulk['no rules']['rows'] else "") for v in variants])
         out += ["", f"Bulk writes, {bulk['no rules']['rows']:,} books over {results['settings']['authors']:,} authors "
-                f"(median of {results['settings']['repeat']}, signals and computedfields once; "
+                f"(median of {results['settings']['repeat']}, signals and computedfields once; ratios: the median "
+                f"and range of each run's to the no-rules run of its round; "
                 f"target for dbrules <= {TARGETS['bulk']}x)",
                 _table(["phase"] + variants, rows)]
         if any(bulk[v]["rows"] != bulk["no rules"]["rows"] for v in variants):
@@ -115,26 +140,28 @@ def tables(results: dict[str, Any]) -> str:
     single = results.get("single")
     if single:
         variants = list(single)
-        scripts = [s for s in single["no rules"] if s not in {"drift", "ratios", "failed"}]
-        rows = [[f"one-row {s}"] + [f"{single[v][s]:,.0f} tps {single[v]['ratios'][s]:.2f}x" for v in variants] for s in scripts]
+        scripts = list(single["no rules"]["per_run"])
+        rows = [[f"one-row {s}"] + [f"{single[v][s]:,.0f} tps " + _ratio(single[v]["ratios"][s], single[v]["ratio_ranges"][s])
+                                    for v in variants] for s in scripts]
         rows.append(["failed transactions (deadlocks)"] + [
             "/".join(str(single[v]["failed"][s]) for s in scripts) for v in variants
         ])
         rows.append(["drift after the run"] + [_drift(single, v) for v in variants])
         s = results["settings"]
         out += ["", f"Single-row writes, pgbench {s['clients']} clients x {s['seconds']}s "
-                f"(median of {s['repeat']}; target for dbrules >= {TARGETS['single']}x)",
+                f"(median of {s['repeat']}, ratios per round as above; target for dbrules >= {TARGETS['single']}x)",
                 _table(["script"] + variants, rows)]
     statements = results.get("statements")
     if statements:
         variants = list(statements)
-        scripts = [s for s in statements["no rules"] if s not in {"drift", "ratios"}]
-        rows = [[f"one-row {s}"] + [f"{statements[v][s]:.1f} us {statements[v]['ratios'][s]:.2f}x" for v in variants]
-                for s in scripts]
+        scripts = list(statements["no rules"]["per_run"])
+        rows = [[f"one-row {s}"] + [f"{statements[v][s]:.1f} us " + _ratio(statements[v]["ratios"][s],
+                                                                          statements[v]["ratio_ranges"][s])
+                                    for v in variants] for s in scripts]
         rows.append(["drift after the run"] + [_drift(statements, v) for v in variants])
         s = results["settings"]
         out += ["", f"Single-row writes, server time per statement: {s['statements']:,} statements each "
-                f"committed in a PL/pgSQL loop (median of {s['repeat']}; ratio as throughput)",
+                f"committed in a PL/pgSQL loop (median of {s['repeat']}, ratios per round as throughput)",
                 _table(["statement"] + variants, rows)]
     if "reads" in results:
         r = results["reads"]

@@ -145,6 +145,7 @@ def bench_bulk(args: argparse.Namespace, url: str, db: str, progress: Progress) 
             phase: {
                 "seconds": median([r[phase]["seconds"] for r in results]),
                 "queries": median([r[phase]["queries"] for r in results]),
+                "per_run": [r[phase]["seconds"] for r in results],
             }
             for phase in report.BULK_PHASES
         }
@@ -178,6 +179,7 @@ def bench_single(args: argparse.Namespace, url: str, db: str, database: dict[str
     for variant in SINGLE_VARIANTS:
         drift = worker(url, db, task="check_drift", variant=variant)["drift"]
         summary[variant] = {script: median(values) for script, values in tps[variant].items()}
+        summary[variant]["per_run"] = tps[variant]
         summary[variant]["drift"] = drift
         summary[variant]["failed"] = failed[variant]
     return summary
@@ -201,6 +203,7 @@ def bench_statements(args: argparse.Namespace, url: str, db: str, progress: Prog
     summary: dict[str, Any] = {}
     for variant in SINGLE_VARIANTS:
         summary[variant] = {script: median(values) for script, values in micros[variant].items()}
+        summary[variant]["per_run"] = micros[variant]
         summary[variant]["drift"] = worker(url, db, task="check_drift", variant=variant)["drift"]
     return summary
 
