@@ -206,8 +206,14 @@ def tables(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _spread(ratios: list[float], extremes: list[list[float]]) -> list[list[float]]:
+    """Error bars from each ratio down to its rounds' least and up to their greatest."""
+    return [[r - low for r, (low, _) in zip(ratios, extremes)], [high - r for r, (_, high) in zip(ratios, extremes)]]
+
+
 def chart(results: dict[str, Any], path: Path) -> None:
-    """Bar chart of every ratio against no rules, with the targets."""
+    """Bar chart of every ratio against no rules, the rounds' range as error
+    bars, with the targets."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -219,7 +225,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
     width = 0.8 / max(1, len(variants))
     for i, variant in enumerate(variants):
         xs = [p + i * width for p in range(len(BULK_PHASES))]
-        left.bar(xs, [bulk[variant][p]["ratio"] for p in BULK_PHASES], width, label=variant)
+        figures = [bulk[variant][p] for p in BULK_PHASES]
+        left.bar(xs, [f["ratio"] for f in figures], width, label=variant,
+                 yerr=_spread([f["ratio"] for f in figures], [f["ratio_range"] for f in figures]), capsize=2)
     left.axhline(1.0, color="black", linewidth=0.8)
     left.axhline(TARGETS["bulk"], color="red", linestyle="--", linewidth=0.8, label=f"target {TARGETS['bulk']}x")
     left.set_yscale("log")
@@ -234,13 +242,16 @@ def chart(results: dict[str, Any], path: Path) -> None:
         others = [v for v in single if v != "no rules"]
         w = 0.8 / max(1, len(others))
         for i, variant in enumerate(others):
-            right.bar([p + i * w for p in range(len(scripts))], [single[variant]["ratios"][s] for s in scripts], w,
+            ratios = [single[variant]["ratios"][s] for s in scripts]
+            right.bar([p + i * w for p in range(len(scripts))], ratios, w,
+                      yerr=_spread(ratios, [single[variant]["ratio_ranges"][s] for s in scripts]), capsize=2,
                       label=variant, color=f"C{variants.index(variant)}" if variant in variants else "gray")
         right.axhline(1.0, color="black", linewidth=0.8)
         right.axhline(TARGETS["single"], color="red", linestyle="--", linewidth=0.8, label=f"target {TARGETS['single']}x")
         right.set_xticks([p + w * (len(others) - 1) / 2 for p in range(len(scripts))])
         right.set_xticklabels(scripts)
-        right.set_ylim(0, 1.2)
+        highest = max(high for v in others for _, high in single[v]["ratio_ranges"].values())
+        right.set_ylim(0, max(1.2, highest + 0.05))
         right.set_ylabel("throughput vs. no rules (higher is better)")
         right.set_title("Single-row writes (pgbench)")
         right.legend(fontsize=8)
