@@ -6,10 +6,11 @@ one for more (plans_by_size.sql), so each copy is checked both ways: small
 (two rows) or medium (just over FEW_ROWS) statements first, then statements
 of N rows: no plan node may visit more than a few rows per written row (a
 nested loop over two transition tables or CTEs, planned for two rows,
-visits N * N). Statements of N rows first, then small or medium ones: no
-node may visit a whole table of N rows (a hash join planned for N rows
-scans every parent on each later two-row statement). And a commit reads the
-rows it parked once, not once per row."""
+visits N * N). Statements of N rows first, then small ones: no node may
+visit a whole table of N rows (a hash join planned for N rows scans every
+parent on each later two-row statement); medium ones may read a table once,
+as a new session plans them too, but no more. And a commit reads the rows
+it parked once, not once per row."""
 
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ from tests.conftest import assert_exact, outside_conninfo
 pytestmark = pytest.mark.django_db(transaction=True)
 
 N = 2000
-# Rows a statement of each size writes: medium runs the other copy of the
-# statements for several rows than small does.
+# Rows a statement of each size writes: medium statements run the copy for
+# FEW_ROWS rows or more, small ones the copy for fewer.
 ROWS = {"small": 2, "medium": 2 * FEW_ROWS, "large": N}
 # The most rows one plan node may visit in a statement of each size: a
 # linear plan visits each written row a few times, a quadratic one N * N / 2
