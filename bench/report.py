@@ -36,21 +36,19 @@ def add_ratios(results: dict[str, Any]) -> None:
             for phase in BULK_PHASES:
                 ratio, low, high = paired_ratios(figures[phase]["per_run"], base[phase]["per_run"])
                 figures[phase].update(ratio=ratio, ratio_range=[low, high])
-    single = results.get("single")
-    if single:
-        base = single["no rules"]
-        for variant, figures in single.items():
-            paired = {s: paired_ratios(runs, base["per_run"][s]) for s, runs in figures["per_run"].items()}
-            figures["ratios"] = {s: ratio for s, (ratio, _, _) in paired.items()}
-            figures["ratio_ranges"] = {s: [low, high] for s, (_, low, high) in paired.items()}
-    statements = results.get("statements")
-    if statements:
-        base = statements["no rules"]
-        for variant, figures in statements.items():
-            # As throughput, comparable with pgbench's ratios and the target.
-            paired = {s: paired_ratios(base["per_run"][s], runs) for s, runs in figures["per_run"].items()}
-            figures["ratios"] = {s: ratio for s, (ratio, _, _) in paired.items()}
-            figures["ratio_ranges"] = {s: [low, high] for s, (_, low, high) in paired.items()}
+    for section, inverse in (("single", False), ("statements", True)):
+        # Statements' microseconds as throughput, comparable with pgbench's
+        # ratios and the target.
+        variants = results.get(section)
+        if variants:
+            base = variants["no rules"]["per_run"]
+            for figures in variants.values():
+                paired = {
+                    script: paired_ratios(base[script], runs) if inverse else paired_ratios(runs, base[script])
+                    for script, runs in figures["per_run"].items()
+                }
+                figures["ratios"] = {script: ratio for script, (ratio, _, _) in paired.items()}
+                figures["ratio_ranges"] = {script: [low, high] for script, (_, low, high) in paired.items()}
     if "reads" in results:
         r = results["reads"]
         r["speedup"] = r["annotate"] / r["stored"]
