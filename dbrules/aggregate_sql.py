@@ -23,6 +23,7 @@ from dbrules.copy_sql import CopyCheck, copy_check, recheck_rows
 from dbrules.sqlrender import column_type, literal, quote, render, render_condition, table
 from dbrules.triggers import (
     COMMIT_DECLARE,
+    JIT_DECLARE,
     OPERATIONS,
     REFERENCING,
     CompiledTrigger,
@@ -32,6 +33,7 @@ from dbrules.triggers import (
     commit_order_entry,
     commit_steps,
     commit_order_removal,
+    jit_steps,
     mark_parked,
     plans_by_size,
     quoted_column,
@@ -565,10 +567,12 @@ def aggregate_group_triggers(
         if copies and operation != "delete":
             counted = any(p.function == "count" and p.value is None and p.condition is None for p in plans)
             check = copy_check(child, copies, operation, folded=True, counted=counted)
+        sibling_locks = _sibling_locks(related, operation)
         func = render(
             "aggregate_delta.sql",
             recheck=recheck_rows(child, operation) if check else "",
-            sibling_locks=_sibling_locks(related, operation),
+            sibling_locks=sibling_locks,
+            **jit_steps(),
             **_one_row_path(plans, operation, rescans, check, reacting, park),
             deferred=deferred,
             **park,
@@ -586,8 +590,12 @@ def aggregate_group_triggers(
             operation=OPERATIONS[operation],
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
+            # Sibling locks run before the one-row branch, planned for the
+            # size of the first statement: JIT stays off for the whole call.
+            jit_in_body=not sibling_locks,
             declare=[
                 ("one", "record"),
+                JIT_DECLARE,
                 *COUNTS,
                 *([("single", "record")] if rescans else []),  # apply_several_rescan.sql
                 *(check.declare if check else []),

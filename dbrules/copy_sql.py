@@ -19,6 +19,7 @@ from dbrules.analysis import CopyPlan, Plan, RowPlan
 from dbrules.sqlrender import column_type, literal, quote, render, render_expression, table
 from dbrules.triggers import (
     COMMIT_DECLARE,
+    JIT_DECLARE,
     OPERATIONS,
     REFERENCING,
     CompiledTrigger,
@@ -29,6 +30,7 @@ from dbrules.triggers import (
     commit_order_removal,
     commit_steps,
     fk_key,
+    jit_steps,
     mark_parked,
     null_safe_equal,
     plans_by_size,
@@ -570,6 +572,7 @@ def copy_check_triggers(
                 one_row=textwrap.indent(check.one_row, "    "),
             ),
             rows=plans_by_size(check.rows, "dbrules_new"),
+            **jit_steps(),
         )
         trigger = RuleTrigger(
             name=trigger_name(model._meta.model_name, "copycheck", suffix),
@@ -577,7 +580,8 @@ def copy_check_triggers(
             operation=OPERATIONS[operation],
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
-            declare=[("one", "record"), *check.declare],
+            jit_in_body=True,
+            declare=[("one", "record"), JIT_DECLARE, *check.declare],
             func=func,
             comment=comment_for(copies),
         )

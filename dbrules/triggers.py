@@ -51,6 +51,7 @@ class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
         teardown: str = "",
         deferrable: bool = False,
         qualified: bool = False,
+        jit_in_body: bool = False,
         hash: Optional[str] = None,
     ) -> None:
         self.kwargs: dict[str, Any] = {
@@ -68,6 +69,7 @@ class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
             "teardown": teardown,
             "deferrable": deferrable,
             "qualified": qualified,
+            "jit_in_body": jit_in_body,
         }
         self.defaults: dict[str, Any] = {
             "level": "ROW",
@@ -78,6 +80,7 @@ class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
             "teardown": "",
             "deferrable": False,
             "qualified": False,
+            "jit_in_body": False,
         }
         self.pgid = pgid
         self.table = table
@@ -97,12 +100,13 @@ class RuleTriggerSql(pgcompiler.UpsertTriggerSql):
             if self.kwargs["qualified"]
             else "SET search_path = pg_catalog, pg_temp"
         ]
-        if self.kwargs["level"].upper() == "STATEMENT":
+        if self.kwargs["level"].upper() == "STATEMENT" and not self.kwargs["jit_in_body"]:
             # A session plans these statements once, for the first call's
             # transition table: after a 100,000-row statement its estimate
             # stayed, and JIT compiled the plan again on every later call,
             # 265 ms for a 3-row insert (1.6 ms without); the bulk statement
-            # itself ran 14% faster without JIT.
+            # itself ran 14% faster without JIT. Bodies with a one-row
+            # branch turn it off after that branch instead (jit_steps).
             settings.append("SET jit = off")
         # Commit-time functions set it, and more, in their first firing of
         # a commit only (commit_start.sql): a SET here costs every firing.
@@ -148,6 +152,7 @@ class RuleTrigger(pgtrigger.Trigger):
         setup: str = "",
         teardown: str = "",
         deferrable: bool = False,
+        jit_in_body: bool = False,
         **kwargs: Any,
     ) -> None:
         self.comment = comment
@@ -155,6 +160,7 @@ class RuleTrigger(pgtrigger.Trigger):
         self.setup = setup
         self.teardown = teardown
         self.deferrable = deferrable
+        self.jit_in_body = jit_in_body
         # Named in pg_catalog throughout, the body needs no pinned
         # search_path, which costs a configuration change per call
         # (dbrules/qualify.py); otherwise it keeps the pin.
@@ -186,6 +192,7 @@ class RuleTrigger(pgtrigger.Trigger):
                 teardown=self.teardown,
                 deferrable=self.deferrable,
                 qualified=self.qualified,
+                jit_in_body=self.jit_in_body,
             ),
         )
 
@@ -286,6 +293,23 @@ def commit_steps(name: str) -> dict[str, str]:
         ),
         "writes": "PERFORM set_config('plan_cache_mode', dbrules_settings[1], true);",
         "commit_end": "PERFORM set_config('jit', dbrules_settings[2], true);",
+    }
+
+
+# What a statement function with a one-row branch declares for jit_steps.
+JIT_DECLARE = ("dbrules_jit", "text")
+
+
+def jit_steps() -> dict[str, str]:
+    """JIT off around a statement function's statements over several rows
+    (migrations_templates/jit_off.sql), for a body that sets it itself
+    (``RuleTrigger(jit_in_body=True)``): ``jit_off`` at the top level of
+    the body, ``nested_jit_off`` one block deep, ``jit_back`` after them."""
+    off = render("jit_off.sql")
+    return {
+        "jit_off": off,
+        "nested_jit_off": textwrap.indent(off, "    ").lstrip(),
+        "jit_back": "PERFORM set_config('jit', dbrules_jit, true);",
     }
 
 

@@ -24,15 +24,21 @@
 --! the group's pending table and applied once at commit (aggregate_apply.sql).
 --! The statements for several rows come in two copies, for fewer rows and
 --! for more, each planned for its own sizes (plans_by_size.sql).
+--! JIT is off for every statement planned for the transition tables' size
+--! (jit_off.sql), and only for those: the one-row branch reads by key.
 IF {{deferred}} THEN
+    {{nested_jit_off}}
     {{mark_parked}}
     INSERT INTO {{pending_table}} (dbrules_txid, parent_key, {{pending_columns}})
     SELECT txid_current(), d.*
       FROM ({{deltas}}) AS d
      WHERE {{any_change}};
 {{recheck}}
+    {{jit_back}}
     RETURN NULL;
 END IF;
 {{sibling_locks}}{{one_row_branch}}
+{{jit_off}}
 {{several_rows}}
+{{jit_back}}
 RETURN NULL;

@@ -15,9 +15,13 @@
 --! statement trigger instead (aggregate_delta.sql), whose one-row UPDATE of
 --! the parent locks it and returns what to compare (RETURNING ... INTO hop0).
 IF {{deferred}} THEN
+    {{nested_jit_off}}
 {{recheck}}
+    {{jit_back}}
     RETURN NULL;
 END IF;
 {{one_row_branch}}
+{{jit_off}}
 {{rows}}
+{{jit_back}}
 RETURN NULL;

@@ -423,16 +423,24 @@ def test_statement_and_commit_functions_run_without_jit(admin):
     """A session plans a statement trigger's queries once, for the first
     call's transition table; JIT would then compile a plan sized for a bulk
     statement again on every later small one. Statement-level functions turn
-    it off; row functions, called per row, pay no setting. Commit-time
-    functions fire once per parked row and work in one firing: that firing
-    sets jit and plan_cache_mode, and gives the session its own back."""
+    it off: for the whole call, or, where a one-row branch comes first, after
+    it (test_one_row_branch_keeps_the_sessions_jit). Row functions, called
+    per row, pay no setting. Commit-time functions fire once per parked row
+    and work in one firing: that firing sets jit and plan_cache_mode, and
+    gives the session its own back."""
     rows = admin.execute(
         "SELECT t.tgname, (t.tgtype & 1) = 0, t.tgdeferrable, coalesce(p.proconfig, '{}'), p.prosrc "
         "FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid WHERE t.tgname LIKE 'pgtrigger_dbrules_%'"
     ).fetchall()
     assert any(deferrable for _, _, deferrable, _, _ in rows)
+    in_body = [name for name, per_statement, _, config, _ in rows if per_statement and "jit=off" not in config]
+    assert in_body and len(in_body) < sum(per_statement for _, per_statement, _, _, _ in rows)
     for name, per_statement, deferrable, config, source in rows:
-        assert ("jit=off" in config) == per_statement, (name, config)
+        if not per_statement:
+            assert "jit=off" not in config, (name, config)
+        elif name in in_body:
+            assert "set_config('jit', 'off', true)" in source, name
+            assert "set_config('jit', dbrules_jit, true)" in source, name
         if deferrable:
             assert "set_config('jit', 'off', true)" in source, name
             assert "set_config('plan_cache_mode', 'force_custom_plan', true)" in source, name
@@ -451,3 +459,53 @@ def test_statement_and_commit_functions_run_without_jit(admin):
         assert settings == ("on", "force_generic_plan")
     assert Author.objects.get(pk=author.pk).num_books == 1
     assert_exact(Author, Book)
+
+
+def test_one_row_branch_keeps_the_sessions_jit(admin):
+    """The statement trigger of a one-row write updates the parent under the
+    session's own jit setting, with no configuration change; its statements
+    over several rows, whichever of their two plans runs, under jit = off;
+    the session's setting is its own again after either. Transfers, whose
+    two relations lock their accounts together before the one-row branch,
+    keep jit off for the whole call (SET on the function)."""
+    author = Author.objects.create(name="Ann")
+    seen = "public.dbrules_test_jit_seen"
+    with admin.transaction(force_rollback=True):
+        admin.execute(f"CREATE TABLE {seen} (setting text)")
+        # Named in full: it fires inside dbrules' functions, which may pin
+        # the search_path.
+        admin.execute(
+            f"CREATE FUNCTION {seen}_spy() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN INSERT INTO {seen} VALUES (current_setting('jit')); RETURN NULL; END $$"
+        )
+        admin.execute(
+            f"CREATE TRIGGER dbrules_test_jit_spy AFTER UPDATE ON {AUTHOR} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {seen}_spy()"
+        )
+        admin.execute("SET LOCAL jit = on")
+
+        def settings_during(rows: int) -> set[str]:
+            admin.execute(f"DELETE FROM {seen}")
+            admin.execute(
+                f"INSERT INTO {BOOK} ({COLUMNS}) "
+                f"SELECT %s, 'b' || g, g, true, '', '', '', '', 0, 0 FROM generate_series(1, %s) AS g",
+                [author.pk, rows],
+            )
+            assert admin.execute("SELECT current_setting('jit')").fetchone() == ("on",)
+            return {setting for (setting,) in admin.execute(f"SELECT setting FROM {seen}")}
+
+        assert settings_during(1) == {"on"}
+        assert settings_during(3) == {"off"}  # fewer than 64 rows: the small plans
+        assert settings_during(100) == {"off"}
+        assert settings_during(1) == {"on"}
+        stored, live = admin.execute(
+            f"SELECT a.num_books, (SELECT count(*) FROM {BOOK} AS b WHERE b.author_id = a.id) FROM {AUTHOR} AS a "
+            "WHERE a.id = %s",
+            [author.pk],
+        ).fetchone()
+        assert stored == live == 105
+    sibling_configs = admin.execute(
+        "SELECT coalesce(p.proconfig, '{}') FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+        "WHERE t.tgname LIKE 'pgtrigger_dbrules_account_%' AND (t.tgtype & 1) = 0 AND t.tgname NOT LIKE '%trunc%'"
+    ).fetchall()
+    assert sibling_configs and all("jit=off" in config for (config,) in sibling_configs)
