@@ -23,7 +23,6 @@ from dbrules.copy_sql import CopyCheck, copy_check, recheck_rows
 from dbrules.sqlrender import column_type, literal, quote, render, render_condition, table
 from dbrules.triggers import (
     COMMIT_DECLARE,
-    JIT_DECLARE,
     OPERATIONS,
     REFERENCING,
     CompiledTrigger,
@@ -595,7 +594,6 @@ def aggregate_group_triggers(
             jit_in_body=not sibling_locks,
             declare=[
                 ("one", "record"),
-                JIT_DECLARE,
                 *COUNTS,
                 *([("single", "record")] if rescans else []),  # apply_several_rescan.sql
                 *(check.declare if check else []),

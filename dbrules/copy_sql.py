@@ -19,7 +19,6 @@ from dbrules.analysis import CopyPlan, Plan, RowPlan
 from dbrules.sqlrender import column_type, literal, quote, render, render_expression, table
 from dbrules.triggers import (
     COMMIT_DECLARE,
-    JIT_DECLARE,
     OPERATIONS,
     REFERENCING,
     CompiledTrigger,
@@ -581,7 +580,7 @@ def copy_check_triggers(
             level=pgtrigger.Statement,
             referencing=REFERENCING[operation],
             jit_in_body=True,
-            declare=[("one", "record"), JIT_DECLARE, *check.declare],
+            declare=[("one", "record"), *check.declare],
             func=func,
             comment=comment_for(copies),
         )

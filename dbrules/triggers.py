@@ -161,6 +161,8 @@ class RuleTrigger(pgtrigger.Trigger):
         self.teardown = teardown
         self.deferrable = deferrable
         self.jit_in_body = jit_in_body
+        if JIT_VARIABLE in kwargs["func"]:  # jit_steps
+            kwargs["declare"] = [*kwargs.get("declare", []), (JIT_VARIABLE, "text")]
         # Named in pg_catalog throughout, the body needs no pinned
         # search_path, which costs a configuration change per call
         # (dbrules/qualify.py); otherwise it keeps the pin.
@@ -296,8 +298,9 @@ def commit_steps(name: str) -> dict[str, str]:
     }
 
 
-# What a statement function with a one-row branch declares for jit_steps.
-JIT_DECLARE = ("dbrules_jit", "text")
+# The caller's jit while jit_steps hold it off; RuleTrigger declares it
+# in any body that uses it.
+JIT_VARIABLE = "dbrules_jit"
 
 
 def jit_steps() -> dict[str, str]:
@@ -305,11 +308,11 @@ def jit_steps() -> dict[str, str]:
     (migrations_templates/jit_off.sql), for a body that sets it itself
     (``RuleTrigger(jit_in_body=True)``): ``jit_off`` at the top level of
     the body, ``nested_jit_off`` one block deep, ``jit_back`` after them."""
-    off = render("jit_off.sql")
+    off = render("jit_off.sql", variable=JIT_VARIABLE)
     return {
         "jit_off": off,
         "nested_jit_off": textwrap.indent(off, "    ").lstrip(),
-        "jit_back": "PERFORM set_config('jit', dbrules_jit, true);",
+        "jit_back": f"PERFORM set_config('jit', {JIT_VARIABLE}, true);",
     }
 
 

@@ -6,5 +6,5 @@
 --! itself ran 14% faster without it. Set here rather than with SET on the
 --! function, which costs every call a configuration change, a one-row
 --! statement included (6.3-7.3k instructions of a one-row statement).
-dbrules_jit := current_setting('jit');
+{{variable}} := current_setting('jit');
 PERFORM set_config('jit', 'off', true);

@@ -11,6 +11,7 @@ import io
 
 import psycopg
 import pytest
+from django.db import connection, transaction
 from psycopg import errors, sql
 
 from tests.bookstore.models import Author, Book, Loan, Publisher, Reader
@@ -470,40 +471,41 @@ def test_one_row_branch_keeps_the_sessions_jit(admin):
     keep jit off for the whole call (SET on the function)."""
     author = Author.objects.create(name="Ann")
     seen = "public.dbrules_test_jit_seen"
-    with admin.transaction(force_rollback=True):
-        admin.execute(f"CREATE TABLE {seen} (setting text)")
+    # Django's own connection, so that the annotate() oracle sees the rows
+    # before the block rolls back with the spy.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {seen} (setting text)")
         # Named in full: it fires inside dbrules' functions, which may pin
         # the search_path.
-        admin.execute(
+        cursor.execute(
             f"CREATE FUNCTION {seen}_spy() RETURNS trigger LANGUAGE plpgsql AS "
             f"$$ BEGIN INSERT INTO {seen} VALUES (current_setting('jit')); RETURN NULL; END $$"
         )
-        admin.execute(
+        cursor.execute(
             f"CREATE TRIGGER dbrules_test_jit_spy AFTER UPDATE ON {AUTHOR} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION {seen}_spy()"
         )
-        admin.execute("SET LOCAL jit = on")
+        cursor.execute("SET LOCAL jit = on")
 
         def settings_during(rows: int) -> set[str]:
-            admin.execute(f"DELETE FROM {seen}")
-            admin.execute(
+            cursor.execute(f"DELETE FROM {seen}")
+            cursor.execute(
                 f"INSERT INTO {BOOK} ({COLUMNS}) "
                 f"SELECT %s, 'b' || g, g, true, '', '', '', '', 0, 0 FROM generate_series(1, %s) AS g",
                 [author.pk, rows],
             )
-            assert admin.execute("SELECT current_setting('jit')").fetchone() == ("on",)
-            return {setting for (setting,) in admin.execute(f"SELECT setting FROM {seen}")}
+            cursor.execute("SELECT current_setting('jit')")
+            assert cursor.fetchone() == ("on",)
+            cursor.execute(f"SELECT setting FROM {seen}")
+            return {setting for (setting,) in cursor.fetchall()}
 
         assert settings_during(1) == {"on"}
         assert settings_during(3) == {"off"}  # fewer than 64 rows: the small plans
         assert settings_during(100) == {"off"}
         assert settings_during(1) == {"on"}
-        stored, live = admin.execute(
-            f"SELECT a.num_books, (SELECT count(*) FROM {BOOK} AS b WHERE b.author_id = a.id) FROM {AUTHOR} AS a "
-            "WHERE a.id = %s",
-            [author.pk],
-        ).fetchone()
-        assert stored == live == 105
+        assert Author.objects.get(pk=author.pk).num_books == 105
+        assert_exact(Author, Book)
+        transaction.set_rollback(True)
     sibling_configs = admin.execute(
         "SELECT coalesce(p.proconfig, '{}') FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
         "WHERE t.tgname LIKE 'pgtrigger_dbrules_account_%' AND (t.tgtype & 1) = 0 AND t.tgname NOT LIKE '%trunc%'"
