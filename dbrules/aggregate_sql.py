@@ -17,6 +17,8 @@ from typing import Optional
 
 import pgtrigger
 from django.db import models
+from django.db.models import F, Q
+from django.db.models.constants import LOOKUP_SEP
 
 from dbrules.analysis import AggregatePlan, CopyPlan
 from dbrules.copy_sql import CopyCheck, copy_check, recheck_rows
@@ -28,6 +30,7 @@ from dbrules.triggers import (
     CompiledTrigger,
     RuleTrigger,
     any_column_changed,
+    cascade_skip,
     comment_for,
     commit_order_entry,
     commit_steps,
@@ -519,17 +522,45 @@ def _changed_parent_keys(plans: list[AggregatePlan], operation: str) -> str:
     return f"SELECT d.parent_key FROM ({_group_deltas(plans, operation)}) AS d WHERE {changed}"
 
 
+def group_reads(plans: list[AggregatePlan]) -> set[str]:
+    """The child's columns that the statement triggers of ``plans`` read:
+    the ForeignKey, the aggregated columns and those the filters name."""
+    reads = {plans[0].fk.column}
+    for plan in plans:
+        if plan.value is not None:
+            reads.add(plan.value.column)
+        if plan.condition is not None:
+            reads.update(_condition_columns(plan.child, plan.condition))
+    return reads
+
+
+def _condition_columns(child: type[models.Model], condition: Q) -> set[str]:
+    columns: set[str] = set()
+    for node in condition.children:
+        if isinstance(node, Q):
+            columns |= _condition_columns(child, node)
+            continue
+        lookup, value = node
+        for name in [lookup, *([value.name] if isinstance(value, F) else [])]:
+            field = name.split(LOOKUP_SEP)[0]
+            columns.add((child._meta.pk if field == "pk" else child._meta.get_field(field)).column)
+    return columns
+
+
 def aggregate_group_triggers(
     plans: list[AggregatePlan],
     copies: list[CopyPlan],
     reacting: bool,
     siblings: Sequence[list[AggregatePlan]] = (),
+    cascade_marks: Sequence[str] = (),
 ) -> list[CompiledTrigger]:
     """The statement triggers of rules over one relation; ``copies``: the
     child's copies whose first hop is that relation, whose check they run;
     ``reacting``: updating the parent locks further rows; ``siblings``: the
     rule groups over the child's other relations to the same parent table,
-    whose parents are locked together with these (sibling_locks.sql)."""
+    whose parents are locked together with these (sibling_locks.sql);
+    ``cascade_marks``: the marks of the cascades whose UPDATE of the child
+    the UPDATE trigger skips (cascade_skip.sql)."""
     first = plans[0]
     parent, child, fk = first.parent, first.child, first.fk
     parent_key = quoted_column(first.parent_key)
@@ -574,6 +605,7 @@ def aggregate_group_triggers(
             **jit_steps(),
             **_one_row_path(plans, operation, rescans, check, reacting, park),
             deferred=deferred,
+            cascade_skip=cascade_skip(cascade_marks) if operation == "update" else "",
             **park,
             deltas=deltas,
             any_change=any_change,

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db import models
 
-from dbrules.aggregate_sql import aggregate_group_triggers, deferred_by_rule, parent_triggers
+from dbrules.aggregate_sql import aggregate_group_triggers, deferred_by_rule, group_reads, parent_triggers
 from dbrules.analysis import AggregatePlan, CopyPlan, Plan, RowPlan
 from dbrules.copy_sql import (
     checked_copies,
@@ -22,9 +22,10 @@ from dbrules.copy_sql import (
     copy_check_triggers,
     deferred_sources,
     row_inputs,
+    row_reads,
     row_triggers,
 )
-from dbrules.triggers import CompiledTrigger
+from dbrules.triggers import CompiledTrigger, cascade_mark
 
 # Migrations name the trigger classes by this module, their first home.
 from dbrules.triggers import CompiledRuleTrigger, RuleTriggerSql, ThroughTrigger  # noqa: F401  isort: skip
@@ -67,6 +68,8 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
         ]
     carried = {id(c) for copies in folded.values() for c in copies}
     reacting = _reacting_parents(plans, by_parent, aggregated)
+    skipped = {key: _skipped_cascades(group, row_plans.get(group[0].child, [])) for key, group in aggregate_groups.items()}
+    marked = {id(c) for copies in skipped.values() for c in copies}
     for key in sorted(aggregate_groups):
         group = aggregate_groups[key]
         # The child's other relations to the same parent table, deferred alike.
@@ -75,8 +78,9 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
             for other_key, other in sorted(aggregate_groups.items())
             if other_key != key and other_key[:2] == key[:2] and deferred_by_rule(other) == deferred_by_rule(group)
         ]
+        marks = [cascade_mark(c.parent, c.target) for c in skipped[key]]
         compiled.extend(
-            aggregate_group_triggers(group, folded.get(key, []), group[0].parent in reacting, siblings)
+            aggregate_group_triggers(group, folded.get(key, []), group[0].parent in reacting, siblings, marks)
         )
     for parent in sorted(by_parent, key=lambda m: m._meta.label):
         compiled.extend(parent_triggers(parent, by_parent[parent]))
@@ -86,8 +90,24 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
         compiled.extend(copy_check_triggers(model, standalone, deferred_sources(standalone, deferred_parents)))
         for plan in sorted(row_plans[model], key=lambda p: p.target.name):
             if isinstance(plan, CopyPlan):
-                compiled.extend(copy_cascade_triggers(plan, aggregated))
+                compiled.extend(copy_cascade_triggers(plan, aggregated, marked=id(plan) in marked))
     return compiled
+
+
+def _skipped_cascades(group: list[AggregatePlan], row_plans: list[Plan]) -> list[CopyPlan]:
+    """The child's copies whose cascade cannot change what ``group``'s
+    statement triggers read: the UPDATE sets the copy alone, and the child's
+    row trigger runs on it only if a rule of the row reads the copy, and then
+    recomputes every derived column of the row."""
+    reads = group_reads(group)
+    row_targets = {p.target.column for p in row_plans}
+    inputs = row_reads(row_plans)
+    skipped = []
+    for plan in sorted((p for p in row_plans if isinstance(p, CopyPlan)), key=lambda p: p.target.name):
+        changed = {plan.target.column} | (row_targets if plan.target.column in inputs else set())
+        if not changed & reads:
+            skipped.append(plan)
+    return skipped
 
 
 def _reacting_parents(

@@ -161,8 +161,9 @@ class RuleTrigger(pgtrigger.Trigger):
         self.teardown = teardown
         self.deferrable = deferrable
         self.jit_in_body = jit_in_body
-        if JIT_VARIABLE in kwargs["func"]:  # jit_steps
-            kwargs["declare"] = [*kwargs.get("declare", []), (JIT_VARIABLE, "text")]
+        for variable in (JIT_VARIABLE, CASCADE_VARIABLE):  # jit_steps, cascade_steps
+            if variable in kwargs["func"]:
+                kwargs["declare"] = [*kwargs.get("declare", []), (variable, "text")]
         # Named in pg_catalog throughout, the body needs no pinned
         # search_path, which costs a configuration change per call
         # (dbrules/qualify.py); otherwise it keeps the pin.
@@ -314,6 +315,46 @@ def jit_steps() -> dict[str, str]:
         "nested_jit_off": textwrap.indent(off, "    ").lstrip(),
         "jit_back": f"PERFORM set_config('jit', {JIT_VARIABLE}, true);",
     }
+
+
+# A copy's cascade marks its UPDATE of the dependents (copy_cascade.sql);
+# a statement trigger of theirs that reads nothing it can change returns at
+# once (cascade_skip.sql). The mark names the table, the column and the
+# depth the UPDATE's triggers fire at, which no other statement's share.
+CASCADE_SETTING = "dbrules.cascading"
+CASCADE_VARIABLE = "dbrules_cascading"
+
+
+def cascade_mark(model: type[models.Model], field: models.Field) -> str:
+    """What a cascade writing ``field`` of ``model`` marks its UPDATE with,
+    less the depth."""
+    return f"{table(model)}.{quoted_column(field)}:"
+
+
+def cascade_steps(model: type[models.Model], field: models.Field) -> dict[str, str]:
+    """Around a cascade's UPDATE: ``mark`` it, then ``unmark`` (the mark of
+    an enclosing cascade comes back)."""
+    return {
+        "mark": (
+            f"{CASCADE_VARIABLE} := current_setting('{CASCADE_SETTING}', true);\n"
+            f"PERFORM set_config('{CASCADE_SETTING}', "
+            f"{literal(cascade_mark(model, field))} || (pg_trigger_depth() + 1)::text, true);"
+        ),
+        "unmark": f"PERFORM set_config('{CASCADE_SETTING}', coalesce({CASCADE_VARIABLE}, ''), true);",
+    }
+
+
+def cascade_skip(marks: Iterable[str]) -> str:
+    """A statement trigger's return when the statement is a cascade marked
+    with one of ``marks`` (cascade_mark), on a line of its own, or nothing."""
+    marks = list(marks)
+    if not marks:
+        return ""
+    return "\n" + render(
+        "cascade_skip.sql",
+        setting=literal(CASCADE_SETTING),
+        marks=", ".join(f"{literal(mark)} || pg_trigger_depth()::text" for mark in marks),
+    )
 
 
 def commit_order_entry(

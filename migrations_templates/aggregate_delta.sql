@@ -18,6 +18,8 @@
 --! A copy whose first hop is this relation is checked here, after the
 --! parents are locked and updated (copy_check.sql; one trigger, one read of
 --! a one-row statement, whose parent UPDATE returns the copy's source).
+--! An UPDATE of several rows by a copy's cascade that can change nothing
+--! these rules read returns before any of that (cascade_skip.sql).
 --! `n = n + delta` under the row lock never loses a concurrent writer's
 --! change the way a recount under READ COMMITTED can. In deferred mode (per
 --! rule, or per transaction with dbrules.deferred()) the deltas are parked in
@@ -37,7 +39,7 @@ IF {{deferred}} THEN
     {{jit_back}}
     RETURN NULL;
 END IF;
-{{sibling_locks}}{{one_row_branch}}
+{{sibling_locks}}{{one_row_branch}}{{cascade_skip}}
 {{jit_off}}
 {{several_rows}}
 {{jit_back}}
