@@ -17,12 +17,10 @@ from typing import Optional
 
 import pgtrigger
 from django.db import models
-from django.db.models import F, Q
-from django.db.models.constants import LOOKUP_SEP
 
-from dbrules.analysis import AggregatePlan, CopyPlan
+from dbrules.analysis import AggregatePlan, CopyPlan, condition_columns
 from dbrules.copy_sql import CopyCheck, copy_check, recheck_rows
-from dbrules.sqlrender import column_type, literal, quote, render, render_condition, table
+from dbrules.sqlrender import column_type, literal, quote, render, render_condition, table, without_blank_lines
 from dbrules.triggers import (
     COMMIT_DECLARE,
     OPERATIONS,
@@ -469,7 +467,7 @@ def _one_row_path(
     if check:
         columns += check.row_columns
         one_row += "\n" + check.one_row
-    one_row = "\n".join(line for line in one_row.splitlines() if line.strip())
+    one_row = without_blank_lines(one_row)
     return {
         "one_row_branch": render(
             "one_row_branch.sql",
@@ -530,21 +528,8 @@ def group_reads(plans: list[AggregatePlan]) -> set[str]:
         if plan.value is not None:
             reads.add(plan.value.column)
         if plan.condition is not None:
-            reads.update(_condition_columns(plan.child, plan.condition))
+            reads.update(condition_columns(plan.child, plan.condition))
     return reads
-
-
-def _condition_columns(child: type[models.Model], condition: Q) -> set[str]:
-    columns: set[str] = set()
-    for node in condition.children:
-        if isinstance(node, Q):
-            columns |= _condition_columns(child, node)
-            continue
-        lookup, value = node
-        for name in [lookup, *([value.name] if isinstance(value, F) else [])]:
-            field = name.split(LOOKUP_SEP)[0]
-            columns.add((child._meta.pk if field == "pk" else child._meta.get_field(field)).column)
-    return columns
 
 
 def aggregate_group_triggers(

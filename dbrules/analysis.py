@@ -826,6 +826,13 @@ def _analyze_row(
     return RowPlan(rule=rule, parent=model, target=target, columns=columns)
 
 
+def condition_columns(model: type[models.Model], condition: Q) -> set[str]:
+    """The columns of ``model`` that a filter on its own rows reads."""
+    from django.db.models.sql.query import Query
+
+    return {col.target.column for col in _columns_of(Query(model).build_where(condition))}
+
+
 def _columns_of(expression: Any) -> list[Any]:
     from django.db.models.expressions import Col
 

@@ -17,12 +17,12 @@ from django.db import models
 from dbrules.aggregate_sql import aggregate_group_triggers, deferred_by_rule, group_reads, parent_triggers
 from dbrules.analysis import AggregatePlan, CopyPlan, Plan, RowPlan
 from dbrules.copy_sql import (
+    cascade_writes,
     checked_copies,
     copy_cascade_triggers,
     copy_check_triggers,
     deferred_sources,
     row_inputs,
-    row_reads,
     row_triggers,
 )
 from dbrules.triggers import CompiledTrigger, cascade_mark
@@ -96,18 +96,10 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
 
 def _skipped_cascades(group: list[AggregatePlan], row_plans: list[Plan]) -> list[CopyPlan]:
     """The child's copies whose cascade cannot change what ``group``'s
-    statement triggers read: the UPDATE sets the copy alone, and the child's
-    row trigger runs on it only if a rule of the row reads the copy, and then
-    recomputes every derived column of the row."""
+    statement triggers read."""
     reads = group_reads(group)
-    row_targets = {p.target.column for p in row_plans}
-    inputs = row_reads(row_plans)
-    skipped = []
-    for plan in sorted((p for p in row_plans if isinstance(p, CopyPlan)), key=lambda p: p.target.name):
-        changed = {plan.target.column} | (row_targets if plan.target.column in inputs else set())
-        if not changed & reads:
-            skipped.append(plan)
-    return skipped
+    copies = sorted((p for p in row_plans if isinstance(p, CopyPlan)), key=lambda p: p.target.name)
+    return [c for c in copies if not cascade_writes(row_plans, c) & reads]
 
 
 def _reacting_parents(

@@ -16,7 +16,7 @@ import pgtrigger
 from django.db import models
 
 from dbrules.analysis import CopyPlan, Plan, RowPlan
-from dbrules.sqlrender import column_type, literal, quote, render, render_expression, table
+from dbrules.sqlrender import column_type, literal, quote, render, render_expression, table, without_blank_lines
 from dbrules.triggers import (
     COMMIT_DECLARE,
     OPERATIONS,
@@ -163,6 +163,16 @@ def row_update_condition(plans: list[Plan]) -> str:
         return changed
     forged = f"(pg_trigger_depth() < 1 AND ({any_column_changed(guarded)}))"
     return f"{changed} OR {forged}" if changed else forged
+
+
+def cascade_writes(plans: list[Plan], copy: CopyPlan) -> set[str]:
+    """The columns of a model (with row rules ``plans``) that a cascade's
+    UPDATE of ``copy`` may change: the copy alone, unless a rule of the row
+    reads it -- then the row trigger runs (row_update_condition) and
+    recomputes every derived column of the row."""
+    if copy.target.column in row_reads(plans):
+        return {p.target.column for p in plans}
+    return {copy.target.column}
 
 
 @functools.lru_cache(maxsize=None)
@@ -682,7 +692,7 @@ def _copy_check_one_row(
         ),
         **rewrite,
     )
-    return "\n".join(line for line in text.splitlines() if line.strip())
+    return without_blank_lines(text)
 
 
 def _cascade_update_of(
@@ -754,7 +764,7 @@ def copy_cascade_triggers(
             operation=update,
             level=pgtrigger.Row,
             condition=pgtrigger.Condition(any_column_changed([relevant, fk.target_field.column])),
-            func="\n".join(line for line in cascade.splitlines() if line.strip()),
+            func=without_blank_lines(cascade),
             comment=plan.label,
         )
         # Inserted source rows: once per statement. Dependents can only be

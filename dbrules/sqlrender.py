@@ -47,6 +47,11 @@ def render(name: str, **values: Any) -> str:
     return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), body)
 
 
+def without_blank_lines(text: str) -> str:
+    """``text`` less the lines an empty placeholder left blank."""
+    return "\n".join(line for line in text.splitlines() if line.strip())
+
+
 def quote(name: str) -> str:
     """Quote an identifier; a ``"schema"."table"`` db_table stays as written."""
     if name.startswith('"') and name.endswith('"'):
