@@ -68,8 +68,17 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
         ]
     carried = {id(c) for copies in folded.values() for c in copies}
     reacting = _reacting_parents(plans, by_parent, aggregated)
-    skipped = {key: _skipped_cascades(group, row_plans.get(group[0].child, [])) for key, group in aggregate_groups.items()}
-    marked = {id(c) for copies in skipped.values() for c in copies}
+    skipped = {
+        key: _skipped_cascades(group_reads(group), row_plans.get(group[0].child, []))
+        for key, group in aggregate_groups.items()
+    }
+    standalone = {model: [c for c in checked[model] if id(c) not in carried] for model in row_plans}
+    # An UPDATE check reads the rows whose first hop moved.
+    skipped_by_check = {
+        model: _skipped_cascades({c.path[0].column for c in copies}, row_plans[model]) if copies else []
+        for model, copies in standalone.items()
+    }
+    marked = {id(c) for copies in [*skipped.values(), *skipped_by_check.values()] for c in copies}
     for key in sorted(aggregate_groups):
         group = aggregate_groups[key]
         # The child's other relations to the same parent table, deferred alike.
@@ -86,18 +95,18 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
         compiled.extend(parent_triggers(parent, by_parent[parent]))
     for model in sorted(row_plans, key=lambda m: m._meta.label):
         compiled.extend(row_triggers(model, row_plans[model]))
-        standalone = [c for c in checked[model] if id(c) not in carried]
-        compiled.extend(copy_check_triggers(model, standalone, deferred_sources(standalone, deferred_parents)))
+        copies = standalone[model]
+        marks = [cascade_mark(c.parent, c.target) for c in skipped_by_check[model]]
+        compiled.extend(copy_check_triggers(model, copies, deferred_sources(copies, deferred_parents), marks))
         for plan in sorted(row_plans[model], key=lambda p: p.target.name):
             if isinstance(plan, CopyPlan):
                 compiled.extend(copy_cascade_triggers(plan, aggregated, marked=id(plan) in marked))
     return compiled
 
 
-def _skipped_cascades(group: list[AggregatePlan], row_plans: list[Plan]) -> list[CopyPlan]:
-    """The child's copies whose cascade cannot change what ``group``'s
-    statement triggers read."""
-    reads = group_reads(group)
+def _skipped_cascades(reads: set[str], row_plans: list[Plan]) -> list[CopyPlan]:
+    """The copies among ``row_plans`` whose cascade cannot change the
+    columns ``reads`` of a statement trigger on their model."""
     copies = sorted((p for p in row_plans if isinstance(p, CopyPlan)), key=lambda p: p.target.name)
     return [c for c in copies if not cascade_writes(row_plans, c) & reads]
 

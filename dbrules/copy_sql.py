@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import re
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +24,7 @@ from dbrules.triggers import (
     CompiledTrigger,
     RuleTrigger,
     any_column_changed,
+    cascade_skip,
     cascade_steps,
     comment_for,
     commit_order_entry,
@@ -591,12 +592,17 @@ def copy_check(
 
 
 def copy_check_triggers(
-    model: type[models.Model], copies: list[CopyPlan], always_deferred: bool = False
+    model: type[models.Model],
+    copies: list[CopyPlan],
+    always_deferred: bool = False,
+    cascade_marks: Sequence[str] = (),
 ) -> list[CompiledTrigger]:
     """The copy check as statement triggers of its own, for copies no
     count's statement trigger carries (``copy_check``). ``always_deferred``:
     a source is the parent of rules deferred by declaration, whose lock
-    the check must not take before commit (deferred_sources)."""
+    the check must not take before commit (deferred_sources).
+    ``cascade_marks``: the cascades whose UPDATE moves no row, which the
+    UPDATE check skips (cascade_skip.sql)."""
     if not copies:
         return []
     result = []
@@ -614,6 +620,7 @@ def copy_check_triggers(
                 one_row=textwrap.indent(check.one_row, "    "),
             ),
             rows=plans_by_size(check.rows, "dbrules_new"),
+            cascade_skip=cascade_skip(cascade_marks) if operation == "update" else "",
             **jit_steps(),
         )
         trigger = RuleTrigger(

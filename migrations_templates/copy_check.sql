@@ -14,13 +14,15 @@
 --! is a relation some rules count over are checked in that count's
 --! statement trigger instead (aggregate_delta.sql), whose one-row UPDATE of
 --! the parent locks it and returns what to compare (RETURNING ... INTO hop0).
+--! An UPDATE checks only the rows it moved: a copy's cascade that moves
+--! none returns before the search for them (cascade_skip.sql).
 IF {{deferred}} THEN
     {{nested_jit_off}}
 {{recheck}}
     {{jit_back}}
     RETURN NULL;
 END IF;
-{{one_row_branch}}
+{{one_row_branch}}{{cascade_skip}}
 {{jit_off}}
 {{rows}}
 {{jit_back}}
