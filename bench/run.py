@@ -256,9 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     require_extras(bool(args.chart))
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    from dbrules.embedded import database_url
+    from dbrules.embedded import database_url, server_description
 
-    print("dbrules bench: starting PostgreSQL ...", file=sys.stderr, flush=True)
+    print(f"dbrules bench: {server_description()}", file=sys.stderr, flush=True)
     url = database_url()
     database, db = prepare_database(url)
     scaling = scaling_cases(args)

@@ -44,6 +44,14 @@ def data_dir() -> Path:
     return Path(configured).expanduser().resolve() if configured else Path.cwd() / ".dbrules"
 
 
+def server_description() -> str:
+    """Which server ``database_url()`` gives, for a command's first line of
+    progress: starting the embedded one takes seconds, connecting does not."""
+    if os.environ.get("DATABASE_URL"):
+        return "using the PostgreSQL server at DATABASE_URL"
+    return f"starting the embedded PostgreSQL (data in {data_dir()}) ..."
+
+
 def database_url() -> str:
     """DATABASE_URL if set; otherwise the URL of the embedded server, started
     once per process."""

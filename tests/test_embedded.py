@@ -16,8 +16,10 @@ import pytest
 from dbrules.embedded import (
     EmbeddedServer,
     EmbeddedServerError,
+    DATA_DIR_ENV,
     django_database_settings,
     prune_dead_handles,
+    server_description,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,6 +95,17 @@ def test_dead_pids_are_pruned(short_dir):
 def test_a_path_with_spaces_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(EmbeddedServerError, match="DBRULES_EMBEDDED_DIR"):
         EmbeddedServer(tmp_path / "with space").start()
+
+
+def test_commands_say_which_server_they_use(monkeypatch, tmp_path):
+    """The demo and the benchmark print this first: a user with DATABASE_URL
+    set is not told a server is starting, and one without learns where its
+    data goes."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@db.local/postgres")
+    assert "DATABASE_URL" in server_description() and "starting" not in server_description()
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    assert server_description() == f"starting the embedded PostgreSQL (data in {tmp_path.resolve()}) ..."
 
 
 def test_database_urls_become_django_settings():

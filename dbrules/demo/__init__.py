@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    from dbrules.embedded import database_url
+    from dbrules.embedded import database_url, server_description
 
-    print("dbrules demo: starting PostgreSQL ...", flush=True)
+    print(f"dbrules demo: {server_description()}", flush=True)
     _configure(database_url())
     _fresh_database()
 
