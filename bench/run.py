@@ -223,6 +223,7 @@ def bench_floors(args: argparse.Namespace, url: str, db: str, progress: Progress
     }
     summary["parents rewritten"] = median([r["parents rewritten"] for r in runs])
     summary["drift"] = max(r["drift"] for r in runs)
+    summary["runs"] = runs  # each run's three variants ran back to back: ratios pair within a run
     return summary
 
 
