@@ -6,6 +6,7 @@ placeholders. They are plain SQL so a DBA can review them as they are.
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Any
 
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import connections
-from django.db.models import Model, Q
+from django.db.models import CharField, Func, Model, Q, TextField, Value
+from django.db.models.functions import Cast, Coalesce, ConcatPair
 from django.db.models.sql.query import Query
 from psycopg import sql as pgsql
 
@@ -108,10 +110,54 @@ def render_condition(model: type[Model], condition: Q, alias: str) -> str:
     return text % tuple(literal(p) for p in params)
 
 
+class _PipesConcatPair(ConcatPair):
+    """``ConcatPair`` as Django 5.0 and later write it for PostgreSQL: ``||``
+    over COALESCE, text casts only for other types. Django 4.2 wrote
+    ``CONCAT(a::text, b::text)``, the same value. One spelling on every
+    supported Django keeps a rule's trigger the same across a Django
+    upgrade: no migration that reinstalls it, and no trigger that
+    ``dbrules check`` reports outdated meanwhile."""
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        pair = self.copy()
+        pair.set_source_expressions(
+            [
+                Coalesce(part if _is_text(part) else Cast(part, TextField()), Value(""))
+                for part in self.get_source_expressions()
+            ]
+        )
+        return Func.as_sql(pair, compiler, connection, template="(%(expressions)s)", arg_joiner=" || ", **extra_context)
+
+
+def _is_text(part: Any) -> bool:
+    """Whether a part of a concatenation is text already. A nested pair is:
+    Django 5 gives it the Concat's output_field, while Django 4.2 resolves
+    it from its own parts, which fails for mixed types."""
+    if isinstance(part, ConcatPair):
+        return True
+    return isinstance(part.output_field, (CharField, TextField))
+
+
+def _same_on_every_django(expression: Any) -> Any:
+    """``expression`` with every ConcatPair compiled as ``_PipesConcatPair``
+    (nodes copied only where something below them changed)."""
+    sources = expression.get_source_expressions() if hasattr(expression, "get_source_expressions") else []
+    stable = [part if part is None else _same_on_every_django(part) for part in sources]
+    changed = any(new is not old for new, old in zip(stable, sources))
+    if not changed and type(expression) is not ConcatPair:
+        return expression
+    result = copy.copy(expression)
+    if type(expression) is ConcatPair:
+        result.__class__ = _PipesConcatPair
+    if changed:
+        result.set_source_expressions(stable)
+    return result
+
+
 def render_expression(model: type[Model], expression: Any, alias: str) -> str:
     """Compile an expression over ``model``'s own row to SQL reading ``alias.column``."""
     query = Query(model, alias_cols=True)
-    resolved = expression.resolve_expression(query, allow_joins=False, reuse=None)
+    resolved = _same_on_every_django(expression.resolve_expression(query, allow_joins=False, reuse=None))
     connection = connections["default"]
     compiler = query.get_compiler(connection=connection)
     text, params = compiler.compile(resolved)

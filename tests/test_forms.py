@@ -165,6 +165,30 @@ def test_same_row_expressions_on_create_and_update(store):
     assert_exact(*ALL)
 
 
+def test_concat_in_a_rule_reads_as_annotate_with_numbers_and_nulls(store):
+    """The trigger's Concat is written alike on every supported Django (||
+    over COALESCE, text casts for other types); executed on rows with an
+    integer, a NULL decimal, a NULL date and a text, it gives what Django's
+    own annotate() gives for the same expression."""
+    from django.db.models import TextField, Value
+    from django.db.models.functions import Concat
+
+    from dbrules.sqlrender import render_expression
+
+    Book.objects.filter(pk=store["books"][0].pk).update(price="12.50", published_on=datetime.date(2024, 2, 29))
+    expression = Concat(
+        "title", Value("/"), "pages", Value("/"), "price", Value("/"), "published_on", "label", output_field=TextField()
+    )
+    sql = render_expression(Book, expression, "b")
+    assert "CONCAT" not in sql.upper() and "||" in sql
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT b.id, {sql} FROM {Book._meta.db_table} AS b")
+        compiled = dict(cursor.fetchall())
+    annotated = dict(Book.objects.annotate(v=expression).values_list("pk", "v"))
+    assert compiled == annotated and len(compiled) == 5
+    assert compiled[store["books"][0].pk] == "Tome 1/100/12.50/2024-02-29Tome 1 by Ann"
+
+
 def test_normalising_a_column_from_itself(store):
     assert Author.objects.get(pk=store["ann"].pk).email == "ann@example.org"
     Author.objects.filter(pk=store["ann"].pk).update(email="LOUD@EXAMPLE.ORG")
