@@ -11,12 +11,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import django
 import psycopg
 import pytest
 from django.db import connection
 
 import dbrules
 from dbrules.core import rules_of
+
+# Django 4.2, the oldest supported, has no GeneratedField (Django 5.0).
+needs_generated_field = pytest.mark.skipif(django.VERSION < (5, 0), reason="GeneratedField arrived in Django 5.0")
 
 
 def stored_and_live(model: Any, using: str = "default") -> list[tuple[Any, str, Any, Any]]:

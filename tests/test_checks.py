@@ -14,6 +14,7 @@ from django.test.utils import isolate_apps, override_settings
 import dbrules
 from dbrules.analysis import dependency_cycles, analyze
 from dbrules.checks import check_rules, cycle_messages, messages_for
+from tests.conftest import needs_generated_field
 
 
 def errors_of(model: Any) -> list[checks.CheckMessage]:
@@ -314,6 +315,7 @@ def test_relations_inherited_from_a_multi_table_parent_are_named(app):
     assert "Declare the rule on bookstore.Item" in error.hint
 
 
+@needs_generated_field
 def test_a_same_row_rule_over_a_generated_column_is_refused(app):
     generated = models.GeneratedField(
         expression=F("size") * 2, output_field=models.IntegerField(), db_persist=True

@@ -11,7 +11,15 @@ import json
 
 import pytest
 
-from tests.conftest import assert_project_exact, migrate_and_run, run_project, throwaway_project
+from tests.conftest import (
+    assert_project_exact,
+    migrate_and_run,
+    needs_generated_field,
+    run_project,
+    throwaway_project,
+)
+
+pytestmark = needs_generated_field
 
 DATABASE = "dbrules_generated"
 
