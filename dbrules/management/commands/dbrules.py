@@ -99,7 +99,8 @@ class Command(BaseCommand):
         if problems or orphans:
             self.stdout.write(
                 f"{problems} trigger(s) missing or outdated, {len(orphans)} orphaned: "
-                f"run `manage.py migrate --database {using}` (and `makemigrations` if the rules changed)."
+                f"run `manage.py migrate --database {using}` (and `makemigrations` first if the rules, "
+                "or the Django version that compiles them, changed)."
             )
 
     # -- sql ----------------------------------------------------------------
@@ -195,8 +196,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"dbrules: {len(bad)} trigger(s) are missing, outdated or disabled in database "
                 f"{using!r} (e.g. {first.pgid} on {first.table} is {state}); values written meanwhile "
-                f"may be wrong. Run `manage.py migrate --database {using}`, then "
-                "`manage.py dbrules repair`."
+                f"may be wrong. Run `manage.py migrate --database {using}` (after `makemigrations` if the "
+                "rules, or the Django version that compiles them, changed), then `manage.py dbrules repair`."
             )
 
 
