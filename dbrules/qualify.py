@@ -133,6 +133,7 @@ def qualify(body: str) -> Optional[str]:
     runs: list[set[str]] = [set()]  # operator classes of the current run, per depth
     set_clause: list[bool] = [False]  # inside UPDATE ... SET at this depth
     assignment_next = False  # the next "=" assigns a column (SET a = ..., b = ...)
+    executing = False  # in a PL/pgSQL EXECUTE, whose USING passes values, not an operator
     for k, i in enumerate(significant):
         kind, value = tokens[i]
         before, after, after2 = at(k - 1), at(k + 1), at(k + 2)
@@ -154,6 +155,7 @@ def qualify(body: str) -> Optional[str]:
             if value == ";":
                 set_clause[-1] = False
                 ctes = set()
+                executing = False
             continue
         if kind == "label":
             # A PL/pgSQL block label names no operator, but only where a
@@ -192,6 +194,10 @@ def qualify(body: str) -> Optional[str]:
                 continue  # a qualified name's second part, or a cast's type
             if lower == "any" and before[0] == "op" and _CLASSES.get(before[1]) == "compare" and after[1] == "(":
                 continue  # x = ANY (array): the operator, qualified above, is the only lookup
+            if lower == "execute" and before[1].lower() in {"", ";", "begin", "then", "else", "loop"}:
+                executing = True
+            if lower == "using" and executing:
+                continue
             if lower in _REFUSED:
                 return None
             if lower == "is" and "distinct" in {after[1].lower(), after2[1].lower()}:

@@ -52,6 +52,12 @@ Q = "OPERATOR(pg_catalog.{})".format
             f"FOR x IN WITH RECURSIVE b AS (SELECT 0 AS d UNION SELECT b.d {Q('+')} 1 FROM b WHERE b.d {Q('<')} 3) "
             "SELECT pg_catalog.max(b.d) FROM b LOOP\n    EXECUTE x;\nEND LOOP;",
         ),
+        # EXECUTE's string is qualified before it is written (planned_each_call);
+        # its USING passes values, where USING elsewhere names an operator.
+        (
+            "EXECUTE 'SELECT pg_catalog.unnest($1)' INTO a, b\n  USING dbrules_deltas;\nSELECT x = 1;",
+            f"EXECUTE 'SELECT pg_catalog.unnest($1)' INTO a, b\n  USING dbrules_deltas;\nSELECT x {Q('=')} 1;",
+        ),
     ],
 )
 def test_qualifies(body, expected):
@@ -84,6 +90,8 @@ def test_qualifies(body, expected):
         "INSERT INTO t VALUES (1)",
         "WITH d AS (SELECT 1) SELECT 1 FROM d; SELECT 1 FROM d;",  # d is a table again
         "a = $1",
+        "SELECT 1 FROM dbrules_new AS n JOIN dbrules_old AS o USING (k)",  # USING's implicit =
+        "EXECUTE x; SELECT a FROM dbrules_new ORDER BY a USING <",  # a USING after the EXECUTE ended
         "(a",
         "a)",
     ],
