@@ -35,6 +35,7 @@ from dbrules.triggers import (
     commit_order_removal,
     jit_steps,
     mark_parked,
+    planned_each_call,
     plans_by_size,
     quoted_column,
     transaction_table,
@@ -648,8 +649,11 @@ def aggregate_group_triggers(
     )
     columns = ", ".join(f"d.{quote(n)}" for n in _delta_names(plans))
     parked = f"SELECT d.parent_key, {columns} FROM unnest(dbrules_deltas) AS d"
-    # The parked deltas are cleared after it in any case.
-    merged = _apply_grouped(parked, rescans, common, if_none_locked="", park=None)
+    # The parked deltas are cleared after it in any case. Planned for each
+    # commit (planned_each_call).
+    merged = planned_each_call(
+        _apply_grouped(parked, rescans, common, if_none_locked="", park=None), ["dbrules_deltas"]
+    )
     apply = RuleTrigger(
         name=trigger_name(*base, "apply"),
         when=pgtrigger.After,

@@ -20,8 +20,11 @@
 --! every noted key. The setting is given back before the first statement
 --! that writes: the triggers that statement fires would plan their own
 --! statements again on every row (a deferred insert of 100,000 books: 9 s
---! to commit instead of 5). The writes read the arrays as parameters, so
---! their first five runs in a session are planned for their sizes too.
+--! to commit instead of 5). The update of the parents runs through EXECUTE,
+--! planned for each commit as well, while the triggers it fires keep their
+--! own plans (planned_each_call in triggers.py). The other writes, which
+--! run only when a copy is stale, read the arrays as parameters: their
+--! first five runs in a session are planned for their sizes.
 --! And jit = off for the whole work, as statement triggers are declared
 --! (triggers.py). Both are set here, in the one firing that works, and
 --! given back by it (commit_steps in triggers.py): declared on the
