@@ -57,9 +57,8 @@ def add_ratios(results: dict[str, Any]) -> None:
         r["ratio"] = r["repair"] / r["group_by"]
     floors = results.get("floors")
     if floors:
-        # Paired within each run, as the bulk rounds are; a result written
-        # before runs were kept has its medians only.
-        per_run = [_floor_ratios(run) for run in floors.get("runs", [floors])]
+        # Paired within each run, as the bulk rounds are.
+        per_run = [_floor_ratios(run) for run in floors["runs"]]
         floors["ratios"] = {
             kind: {phase: statistics.median(r[kind][phase] for r in per_run) for phase in per_run[0][kind]}
             for kind in per_run[0]

@@ -66,6 +66,10 @@ _REFUSED = {
     "collate", "using", "operator", "cast", "over", "window", "at", "nextval",
 }
 
+# What stands before a PL/pgSQL statement's first word: nothing, the end of
+# the statement before, or the word that opens a block or branch.
+_STATEMENT_STARTS = {"", ";", "begin", "then", "else", "loop"}
+
 # Type names that are SQL keywords: the grammar maps them to pg_catalog.
 _KEYWORD_TYPES = {
     "int", "integer", "smallint", "bigint", "real", "float", "double", "decimal", "numeric",
@@ -160,7 +164,7 @@ def qualify(body: str) -> Optional[str]:
         if kind == "label":
             # A PL/pgSQL block label names no operator, but only where a
             # statement starts; "a <<b>> c" elsewhere would be two shifts.
-            if before[1].lower() not in {"", ";", "begin", "then", "else", "loop"}:
+            if before[1].lower() not in _STATEMENT_STARTS:
                 return None
             continue
         if kind == "op":
@@ -194,7 +198,7 @@ def qualify(body: str) -> Optional[str]:
                 continue  # a qualified name's second part, or a cast's type
             if lower == "any" and before[0] == "op" and _CLASSES.get(before[1]) == "compare" and after[1] == "(":
                 continue  # x = ANY (array): the operator, qualified above, is the only lookup
-            if lower == "execute" and before[1].lower() in {"", ";", "begin", "then", "else", "loop"}:
+            if lower == "execute" and before[1].lower() in _STATEMENT_STARTS:
                 executing = True
             if lower == "using" and executing:
                 continue
