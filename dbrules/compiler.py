@@ -79,6 +79,7 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
         for model, copies in standalone.items()
     }
     marked = {id(c) for copies in [*skipped.values(), *skipped_by_check.values()] for c in copies}
+    supplied = _supplied_copies(plans, aggregate_groups, folded, standalone, deferred_parents)
     for key in sorted(aggregate_groups):
         group = aggregate_groups[key]
         # The child's other relations to the same parent table, deferred alike.
@@ -94,7 +95,7 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
     for parent in sorted(by_parent, key=lambda m: m._meta.label):
         compiled.extend(parent_triggers(parent, by_parent[parent]))
     for model in sorted(row_plans, key=lambda m: m._meta.label):
-        compiled.extend(row_triggers(model, row_plans[model]))
+        compiled.extend(row_triggers(model, row_plans[model], supplied))
         copies = standalone[model]
         marks = [cascade_mark(c.parent, c.target) for c in skipped_by_check[model]]
         compiled.extend(copy_check_triggers(model, copies, deferred_sources(copies, deferred_parents), marks))
@@ -102,6 +103,42 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
             if isinstance(plan, CopyPlan):
                 compiled.extend(copy_cascade_triggers(plan, aggregated, marked=id(plan) in marked))
     return compiled
+
+
+def _supplied_copies(
+    plans: Sequence[Plan],
+    aggregate_groups: dict[tuple[Any, ...], list[AggregatePlan]],
+    folded: dict[tuple[Any, ...], list[CopyPlan]],
+    standalone: dict[type[models.Model], list[CopyPlan]],
+    deferred_parents: set[type[models.Model]],
+) -> set[int]:
+    """The copies (by ``id``) whose value an INSERT may supply itself: the
+    BEFORE row trigger skips its lookup when the statement gives one, and the
+    statement's copy check rewrites a wrong one (copy_sql.supplied_condition).
+
+    Only where that check runs at the end of the statement (not at commit,
+    for copies whose check is deferred by declaration) and where nothing
+    else reads the copy before the check has run: no aggregate counts,
+    sums or filters on it, and no other copy is copied from it."""
+    checked_later = {
+        id(c) for key, copies in folded.items() if deferred_by_rule(aggregate_groups[key]) for c in copies
+    }
+    for copies in standalone.values():
+        if deferred_sources(copies, deferred_parents):
+            checked_later.update(id(c) for c in copies)
+    read: set[tuple[str, str]] = set()
+    for group in aggregate_groups.values():
+        read.update((group[0].child._meta.label, column) for column in group_reads(group))
+    for plan in plans:
+        if isinstance(plan, CopyPlan):
+            read.add((plan.source.model._meta.label, plan.source.column))
+    return {
+        id(plan)
+        for plan in plans
+        if isinstance(plan, CopyPlan)
+        and id(plan) not in checked_later
+        and (plan.parent._meta.label, plan.target.column) not in read
+    }
 
 
 def _skipped_cascades(reads: set[str], row_plans: list[Plan]) -> list[CopyPlan]:

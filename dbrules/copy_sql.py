@@ -235,12 +235,13 @@ def _source_prefixes(copies: Iterable[CopyPlan]) -> list[tuple[models.ForeignKey
     )
 
 
-def recheck_rows(model: type[models.Model], operation: str) -> str:
+def recheck_rows(model: type[models.Model], operation: str, where: str = "") -> str:
     """copy_recheck.sql: note the rows of a statement of a deferred
-    transaction whose copies a copy check would have checked."""
+    transaction whose copies a copy check would have checked. ``where``
+    (an INSERT's): only those rows of the statement."""
     recopy, _ = _recopy_table(model)
     pk = quoted_column(model._meta.pk)
-    rows = "dbrules_new AS n"
+    rows = "dbrules_new AS n" + (f" WHERE {where}" if where else "")
     if operation == "update":
         # The rows whose first hops changed: a new version whose values
         # appear once, old and new together. Grouped, not an anti-join of
@@ -269,7 +270,34 @@ def recheck_rows(model: type[models.Model], operation: str) -> str:
     return textwrap.indent(text, "    ")
 
 
-def row_triggers(model: type[models.Model], plans: list[Plan]) -> list[CompiledTrigger]:
+def supplied_condition(plans: list[Plan], supplied: set[int]) -> str:
+    """The BEFORE INSERT row trigger's WHEN when the statement may supply
+    the copies itself: some copy is left as Django sends an unset field (its
+    default) or NULL, or the transaction is deferred (its copy check waits
+    for the commit). Otherwise the row keeps the values it came with, and the
+    statement's copy check compares them with their sources and rewrites the
+    wrong ones (copy_check.sql). "" where every row must be looked up: a
+    same-row rule, a copy that ``supplied`` leaves out, a default PostgreSQL
+    or a callable computes."""
+    if not plans or any(not isinstance(p, CopyPlan) or id(p) not in supplied for p in plans):
+        return ""
+    unset = []
+    for plan in plans:
+        target = plan.target
+        if callable(target.default) or getattr(target, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED:
+            return ""
+        column = f"NEW.{quoted_column(target)}"
+        unset.append(f"{column} IS NULL")
+        if plan.empty_value is not None:
+            unset.append(f"{column} = {literal(plan.empty_value)}")
+    deferred = "pg_catalog.current_setting('dbrules.deferred', true) = 'on'"
+    return " OR ".join([*dict.fromkeys(unset), deferred])
+
+
+def row_triggers(model: type[models.Model], plans: list[Plan], supplied: set[int]) -> list[CompiledTrigger]:
+    """The BEFORE row triggers that compute the copies and same-row rules
+    of ``model``; ``supplied``: the copies an INSERT may give itself
+    (``supplied_condition``)."""
     ordered = _row_order(plans)
     copies = [p for p in ordered if isinstance(p, CopyPlan)]
     recopy, setup = _recopy_table(model)
@@ -293,11 +321,13 @@ def row_triggers(model: type[models.Model], plans: list[Plan]) -> list[CompiledT
     func = render("row_compute.sql", assignments="\n".join(assignments))
     comment = comment_for(ordered)
     changed = row_update_condition(ordered)
+    given = supplied_condition(ordered, supplied)
     insert = RuleTrigger(
         name=trigger_name(model._meta.model_name, "row_ins"),
         when=pgtrigger.Before,
         operation=pgtrigger.Insert,
         level=pgtrigger.Row,
+        condition=pgtrigger.Condition(given) if given else None,
         func=func,
         comment=comment,
     )
@@ -328,7 +358,7 @@ def _recopy_trigger(model: type[models.Model], copies: list[CopyPlan], recopy: s
     written, and those a deferred statement wrote (copy_recopy.sql)."""
     pk = quote(model._meta.pk.column)
     prefixes = _source_prefixes(copies)
-    joins, source = _joined_sources(prefixes, "c")
+    joins, source, _ = _joined_sources(prefixes, "c")
     # The noted keys, read into arrays once; the statements read those
     # (commit_start.sql plans them for the arrays' lengths).
     first_hops = _noted_hops(model)
@@ -412,6 +442,11 @@ def deferred_sources(copies: list[CopyPlan], deferred_parents: set[type[models.M
     return any(fk.related_model in deferred_parents for p in copies for fk in p.path)
 
 
+# The field of a first hop's record (hop0, hop1...) that an INSERT's one-row
+# check reads it into: NULL when the row it points at is not there.
+FOUND = "dbrules_found"
+
+
 @dataclass(frozen=True)
 class CopyCheck:
     """The copy check of some copies for one operation, in the parts a
@@ -430,9 +465,11 @@ class CopyCheck:
 
 def _joined_sources(
     prefixes: list[tuple[models.ForeignKey, ...]], row: str
-) -> tuple[str, Callable[[CopyPlan], str]]:
-    """LEFT JOINs from the rows ``row`` along every prefix, hop by hop, and
-    how a copy's current value reads from them."""
+) -> tuple[str, Callable[[CopyPlan], str], str]:
+    """LEFT JOINs from the rows ``row`` along every prefix, hop by hop; how
+    a copy's current value reads from them; and the test that a row points
+    at a first hop that is not there (yet: a parent inserted later in the
+    transaction, or by another one not yet committed)."""
     alias = {prefix: f"j{i}" for i, prefix in enumerate(prefixes)}
     joins = " ".join(
         f"LEFT JOIN {table(prefix[-1].related_model)} AS {alias[prefix]} "
@@ -445,7 +482,12 @@ def _joined_sources(
         value = f"{alias[plan.path]}.{quoted_column(plan.source)}"
         return value if plan.empty_value is None else f"coalesce({value}, {literal(plan.empty_value)})"
 
-    return joins, source
+    missing = " OR ".join(
+        f"({row}.{quoted_column(prefix[0])} IS NOT NULL AND {alias[prefix]}.{fk_key(prefix[0])} IS NULL)"
+        for prefix in prefixes
+        if len(prefix) == 1
+    )
+    return joins, source, missing
 
 
 def copy_check(
@@ -465,7 +507,7 @@ def copy_check(
     first_columns = list(dict.fromkeys(plan.path[0].column for plan in copies))
     # The copied values as of now, joined hop by hop (a correlated lookup
     # per row would cost a subquery per row and copy on bulk writes).
-    joins, source = _joined_sources(prefixes, "n")
+    joins, source, missing = _joined_sources(prefixes, "n")
 
     rewrite = {
         "child_table": table(model),
@@ -545,19 +587,36 @@ def copy_check(
             f"ORDER BY s.{fk_key(last)} FOR NO KEY UPDATE;"
         )
     keys = {c: quote("k:" + c) for c in first_columns}
+    stale_keys = [f"array_agg(x.{quote(c)}) AS {keys[c]}" for c in first_columns]
+    stale_test = " OR ".join(stale)
+    # Rows of the statement that copy from a stale first hop; the
+    # UPDATE's own test keeps those whose copy is right as they are.
+    stale_where = " OR ".join(f"n.{quote(c)} IN (SELECT unnest(stale.{keys[c]}))" for c in first_columns)
+    park_missing = ""
+    if operation == "insert" and missing:
+        # An INSERT may give its copies (supplied_condition): then no row
+        # trigger looked the first hop up, nor noted a row whose first hop
+        # is not there yet for the commit to check again (copy_recopy.sql).
+        # The comparison finds them, and notes them here.
+        compared.append(f"({missing}) AS dbrules_missing")
+        stale_keys.append("count(*) FILTER (WHERE x.dbrules_missing) AS dbrules_missing")
+        stale_test = f"({stale_test}) OR x.dbrules_missing"
+        park_missing = (
+            "IF stale.dbrules_missing > 0 THEN\n"
+            + recheck_rows(model, "insert", where=stale_where)
+            + "\nEND IF;"
+        )
     several = render(
         "copy_check_rows.sql",
         locks="\n".join(locks),
-        stale_keys=", ".join(f"array_agg(x.{quote(c)}) AS {keys[c]}" for c in first_columns),
+        stale_keys=", ".join(stale_keys),
         compare=f"SELECT {', '.join(f'n.{quote(c)}' for c in first_columns)}, {', '.join(compared)} "
         f"FROM ({pairs}) AS n {joins}",
-        stale=" OR ".join(stale),
-        # Rows of the statement that copy from a stale first hop; the
-        # UPDATE's own test keeps those whose copy is right as they are.
-        stale_rows=f"SELECT n.{pk} FROM dbrules_new AS n WHERE "
-        + " OR ".join(f"n.{quote(c)} IN (SELECT unnest(stale.{keys[c]}))" for c in first_columns),
+        stale=stale_test,
+        stale_rows=f"SELECT n.{pk} FROM dbrules_new AS n WHERE {stale_where}",
+        park_missing=park_missing,
         **rewrite,
-    )
+    ).rstrip()
     if operation == "update":
         several = (
             "SELECT count(*) AS dbrules_moved, "
@@ -579,12 +638,15 @@ def copy_check(
     if folded:
         declare.append(("dbrules_hop0", "boolean"))
         read = [plan for plan in copies if plan.path == prefixes[0]]
-        if read:
-            columns = ", ".join(dict.fromkeys(f"p.{quoted_column(plan.source)}" for plan in read))
-            returning = f"\n RETURNING {columns} INTO hop0"
+        returned = list(dict.fromkeys(f"p.{quoted_column(plan.source)}" for plan in read))
+        if operation == "insert":
+            returned.insert(0, f"true AS {FOUND}")
+        if returned:
+            returning = f"\n RETURNING {', '.join(returned)} INTO hop0"
+    park_missing = recheck_rows(model, "insert") if operation == "insert" else ""
     return CopyCheck(
         row_columns=row_columns,
-        one_row=_copy_check_one_row(copies, prefixes, first_columns, operation, rewrite, folded),
+        one_row=_copy_check_one_row(copies, prefixes, first_columns, operation, rewrite, folded, park_missing),
         rows=several,
         declare=declare,
         returning=returning,
@@ -661,11 +723,14 @@ def _copy_check_one_row(
     operation: str,
     rewrite: dict[str, str],
     folded: bool,
+    park_missing: str = "",
 ) -> str:
     """copy_check.sql's one-row branch: the row is read into ``one`` (its
     key, first hops and copies; for an UPDATE, the old first hops too).
     ``folded``: a count's one-row UPDATE of the first hop may have locked and
-    read it already (``dbrules_hop0``)."""
+    read it already (``dbrules_hop0``). ``park_missing`` (an INSERT's): what
+    notes the row for the commit when a first hop it points at is not there;
+    each first hop's read then says whether it found it (``FOUND``)."""
     unmoved = ""
     if operation == "update":
         # Copies follow their first hop; an UPDATE that keeps every first
@@ -684,16 +749,24 @@ def _copy_check_one_row(
         for plan in ending:
             read = f"hop{k}.{quoted_column(plan.source)}"
             value[plan.target.name] = read if plan.empty_value is None else f"coalesce({read}, {literal(plan.empty_value)})"
-        columns = ", ".join(dict.fromkeys(f"s.{quoted_column(plan.source)}" for plan in ending))
-        target = f"SELECT {columns} INTO hop{k}" if ending else "PERFORM 1"
+        columns = list(dict.fromkeys(f"s.{quoted_column(plan.source)}" for plan in ending))
+        if park_missing and len(prefix) == 1:
+            columns.insert(0, f"true AS {FOUND}")
+        target = f"SELECT {', '.join(columns)} INTO hop{k}" if columns else "PERFORM 1"
         lock = f"{target} FROM {table(last.related_model)} AS s WHERE s.{fk_key(last)} = {key} FOR NO KEY UPDATE;"
         if folded and k == 0:
             lock = f"IF dbrules_hop0 IS NULL THEN\n    {lock}\nEND IF;"
         locks.append(lock)
+    absent = " OR ".join(
+        f"(one.{quoted_column(prefix[0])} IS NOT NULL AND hop{k}.{FOUND} IS NULL)"
+        for k, prefix in enumerate(prefixes)
+        if len(prefix) == 1
+    )
     text = render(
         "copy_check_one_row.sql",
         unmoved=unmoved,
         locks="\n".join(locks),
+        park_missing=f"IF {absent} THEN\n{park_missing}\nEND IF;" if park_missing and absent else "",
         stale=" OR ".join(
             f"NOT {null_safe_equal(f'one.{quoted_column(plan.target)}', value[plan.target.name])}" for plan in copies
         ),

@@ -86,31 +86,6 @@ def annotate_live(
     )
 
 
-def return_derived_values_on_insert() -> None:
-    """Make ``create()``/``save()``/``bulk_create()`` read derived columns back.
-
-    The BEFORE INSERT trigger may set a value other than the one Django sent
-    (a child inserted earlier in the transaction). Django reads
-    ``Options.db_returning_fields`` back with ``INSERT ... RETURNING``; adding
-    the derived fields there costs no extra query.
-    """
-    from django.apps import apps
-
-    for model in apps.get_models():
-        rules = rules_of(model)
-        if not rules:
-            continue
-        targets = []
-        for rule in rules:
-            try:
-                plan = analyze(model, rule)
-            except Exception:  # reported by the system checks
-                continue
-            targets.append(plan.target)
-        base = [f for f in model._meta.db_returning_fields if f not in targets]
-        model._meta.db_returning_fields = base + targets
-
-
 @contextmanager
 def deferred(using: Optional[str] = None) -> Iterator[None]:
     """Defer dbrules' maintenance of aggregates to COMMIT for this block.

@@ -7,3 +7,4 @@ IF {{stale}} THEN
      WHERE c.{{pk}} = one.dbrules_pk
        AND ({{still_stale}});
 END IF;
+{{park_missing}}

@@ -11,3 +11,4 @@ IF stale.dbrules_stale > 0 THEN
      WHERE c.{{pk}} IN ({{stale_rows}})
        AND ({{still_stale}});
 END IF;
+{{park_missing}}

@@ -42,6 +42,18 @@ def assert_exact(*models: Any, using: str = "default") -> None:
         assert all(d.rows == 0 for d in drift), drift
 
 
+def row_trigger_calls(cursor: Any, model: Any, suffix: str) -> int:
+    """Calls in this transaction of ``model``'s dbrules row trigger function
+    ``row_ins`` or ``row_upd`` (``track_functions`` must be on)."""
+    cursor.execute(
+        "SELECT coalesce(sum(f.calls), 0) FROM pg_stat_xact_user_functions AS f "
+        "JOIN pg_trigger AS t ON t.tgfoid = f.funcid "
+        "WHERE t.tgrelid = %s::regclass AND t.tgname LIKE %s",
+        [model._meta.db_table, f"pgtrigger_dbrules_{model._meta.model_name}_{suffix}_%"],
+    )
+    return cursor.fetchone()[0]
+
+
 def outside_conninfo() -> dict[str, Any]:
     """Connection parameters of the (test) database for a plain psycopg client."""
     params = connection.get_connection_params()

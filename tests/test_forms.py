@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 
 from tests.bookstore.models import Author, Book, Loan, Publisher, Reader, Tag
-from tests.conftest import assert_exact
+from tests.conftest import assert_exact, row_trigger_calls
 
 ALL = (Publisher, Author, Book, Tag, Reader)
 
@@ -82,18 +82,6 @@ def test_two_hop_copy_follows_the_far_source_and_the_middle_hop(store):
     assert_exact(*ALL)
 
 
-def _row_update_calls(cursor, model) -> int:
-    """Calls in this transaction of ``model``'s BEFORE UPDATE row trigger
-    function (``track_functions`` must be on)."""
-    cursor.execute(
-        "SELECT coalesce(sum(f.calls), 0) FROM pg_stat_xact_user_functions AS f "
-        "JOIN pg_trigger AS t ON t.tgfoid = f.funcid "
-        "WHERE t.tgrelid = %s::regclass AND t.tgname LIKE %s",
-        [model._meta.db_table, f"pgtrigger_dbrules_{model._meta.model_name}_row_upd_%"],
-    )
-    return cursor.fetchone()[0]
-
-
 def test_a_cascade_writes_copies_without_recomputing_each_row(store):
     """A cascade writes the value it looked up, so the row trigger that puts
     back a copy a statement forged is not called for each row it rewrites
@@ -103,13 +91,13 @@ def test_a_cascade_writes_copies_without_recomputing_each_row(store):
         cursor.execute("SET LOCAL track_functions = 'pl'")
         Publisher.objects.filter(pk=store["fr"].pk).update(country="BE")
         assert Book.objects.filter(author=store["ann"], publisher_country="BE").count() == 4
-        assert _row_update_calls(cursor, Book) == 0
+        assert row_trigger_calls(cursor, Book, "row_upd") == 0
         assert_exact(*ALL)
         cursor.execute(
             f"UPDATE {Book._meta.db_table} SET publisher_country = 'XX' WHERE author_id = %s",
             [store["ann"].pk],
         )
-        assert _row_update_calls(cursor, Book) == 4
+        assert row_trigger_calls(cursor, Book, "row_upd") == 4
         assert_exact(*ALL)
 
 
