@@ -50,6 +50,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--read-books", type=int, default=1_000_000, help="children for the read and repair figures")
     parser.add_argument("--read-authors", type=int, default=10_000)
     parser.add_argument("--scaling", default="10000,100000,1000000", help="row counts of the scaling figure")
+    parser.add_argument("--bulk-by-key", action="store_true",
+                        help="build the bulk_create books with author_id=, not the author instance")
     parser.add_argument("--sections", default="bulk,single,statements,reads,repair,scaling,floors")
     parser.add_argument("--chart", type=Path, help="write a PNG chart of the ratios here")
     parser.add_argument("--output", type=Path, help="also write the JSON results here")
@@ -133,7 +135,10 @@ def bench_bulk(args: argparse.Namespace, url: str, db: str, progress: Progress) 
                 progress.step(f"bulk {variant}: measured once")
                 continue
             progress.step(f"bulk {variant}, run {attempt + 1}" + (f", 1/{scale} size" if scale > 1 else ""))
-            result = worker(url, db, task="bulk", variant=variant, n=args.books // scale, parents=args.authors)
+            result = worker(
+                url, db, task="bulk", variant=variant, n=args.books // scale, parents=args.authors,
+                by_key=args.bulk_by_key,
+            )
             for phase in report.BULK_PHASES:
                 result[phase]["seconds"] *= scale
                 result[phase]["queries"] *= scale
