@@ -284,7 +284,9 @@ def supplied_condition(plans: list[Plan], supplied: set[int]) -> str:
     unset = []
     for plan in plans:
         target = plan.target
-        if callable(target.default) or getattr(target, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED:
+        if (target.has_default() and callable(target.default)) or getattr(
+            target, "db_default", models.NOT_PROVIDED
+        ) is not models.NOT_PROVIDED:
             return ""
         column = f"NEW.{quoted_column(target)}"
         unset.append(f"{column} IS NULL")

@@ -9,24 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from django.apps import apps
+import pgtrigger
 from django.db import models
 
-from dbrules.analysis import CopyPlan, Plan, analyze
-from dbrules.core import rules_of
+from dbrules.analysis import CopyPlan, Plan
+from dbrules.triggers import CompiledTrigger
 
 _UNKNOWN = object()
-
-
-def _installed_plans() -> list[Plan]:
-    plans = []
-    for model in apps.get_models():
-        for rule in rules_of(model):
-            try:
-                plans.append(analyze(model, rule))
-            except Exception:  # reported by the system checks
-                continue
-    return plans
 
 
 def return_derived_values_on_insert(plans: list[Plan]) -> None:
@@ -77,23 +66,29 @@ def copy_in_memory(instance: models.Model, plan: CopyPlan, hops: list[tuple[str,
     return value
 
 
-def supply_copies_on_insert(plans: list[Plan]) -> None:
+def supply_copies_on_insert(compiled: tuple[CompiledTrigger, ...]) -> None:
     """Send each copy with the row when Django holds its source in memory.
 
     ``Book(author=author)`` caches ``author`` on the book: its ``name`` is
     at hand without a query. Given the value, the BEFORE INSERT trigger
     skips its per-row lookup of the author (its WHEN, where the compiler
-    allows it: copy_sql.supplied_condition), and the statement's copy
+    gave it one: copy_sql.supplied_condition), and the statement's copy
     check, which compares every inserted copy with its source anyway,
     rewrites the row if the value was stale. Where the source is not in
-    memory the field goes as before and the trigger looks it up.
+    memory the field goes as before and the trigger looks it up. Copies
+    whose trigger runs for every row are left alone: a value sent would be
+    looked up all the same.
     """
-    for plan in plans:
-        if not isinstance(plan, CopyPlan):
+    for item in compiled:
+        trigger = item.trigger
+        skips = trigger.when is pgtrigger.Before and trigger.operation is pgtrigger.Insert
+        if not (skips and trigger.level is pgtrigger.Row and trigger.condition is not None):
             continue
-        field = plan.target
-        original = getattr(field.pre_save, "dbrules_original", field.pre_save)
-        field.pre_save = _pre_save(plan, original)
+        for plan in item.plans:
+            if isinstance(plan, CopyPlan):
+                field = plan.target
+                original = getattr(field.pre_save, "dbrules_original", field.pre_save)
+                field.pre_save = _pre_save(plan, original)
 
 
 def _pre_save(plan: CopyPlan, original: Callable[[models.Model, bool], Any]) -> Callable[[models.Model, bool], Any]:
@@ -111,6 +106,7 @@ def _pre_save(plan: CopyPlan, original: Callable[[models.Model, bool], Any]) -> 
 
 
 def install() -> None:
-    plans = _installed_plans()
-    return_derived_values_on_insert(plans)
-    supply_copies_on_insert(plans)
+    from dbrules import registry
+
+    return_derived_values_on_insert(registry.plans())
+    supply_copies_on_insert(registry.compiled())

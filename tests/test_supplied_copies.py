@@ -9,6 +9,8 @@ not committed yet -- the stored value ends equal to the annotate() oracle."""
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 from django.db import connection, transaction
@@ -159,3 +161,27 @@ def test_only_rows_of_copies_alone_may_skip_the_lookup():
     condition = insert_condition(ShelfItem)
     assert '"shelf_name" IS NULL' in condition and "\"shelf_name\" = ''" in condition
     assert "dbrules.deferred" in condition
+
+
+def test_nullable_copies_with_no_default_are_unset_when_null(outside):
+    """Parcel's four copies take NULL, and no field names a default: an
+    insert leaves them unset with NULL, and sends them with the depot."""
+    from tests.bookstore.models import Depot, Parcel
+
+    condition = insert_condition(Parcel)
+    assert '"depot_name" IS NULL' in condition and " = " not in condition.replace("dbrules.deferred', true) = ", "")
+    depots = [Depot.objects.create(name=f"D{i}", code=uuid.uuid4(), priority=i, is_open=bool(i % 2)) for i in range(2)]
+    nameless = Depot.objects.create(name=None, code=uuid.uuid4(), priority=7, is_open=True)
+    parcels = [Parcel(depot=depots[i % 2]) for i in range(6)] + [Parcel(depot=nameless), Parcel(depot=None)]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL track_functions = 'pl'")
+        Parcel.objects.bulk_create(parcels)
+        # The nameless depot's parcel leaves depot_name NULL, the depot-less
+        # one every copy: those two are looked up.
+        assert row_insert_calls(cursor, Parcel) == 2
+    outside.execute(
+        f"INSERT INTO {Parcel._meta.db_table} (depot_id, depot_name, depot_code, depot_priority, depot_open) "
+        "SELECT %s, 'forged', gen_random_uuid(), -1, false FROM generate_series(1, 2)",
+        [depots[0].pk],
+    )
+    assert_exact(Parcel)
