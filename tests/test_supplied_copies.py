@@ -25,8 +25,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SHELF, ITEM = Shelf._meta.db_table, ShelfItem._meta.db_table
 
 
-def row_insert_calls(cursor, model) -> int:
-    return row_trigger_calls(cursor, model, "row_ins")
+def lookups_of_bulk_create(model, objs) -> int:
+    """``bulk_create`` ``objs``; the calls of the model's BEFORE INSERT row
+    trigger function it made (one per row it looked up)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL track_functions = 'pl'")
+        model.objects.bulk_create(objs)
+        return row_trigger_calls(cursor, model, "row_ins")
 
 
 def insert_condition(model) -> str:
@@ -40,10 +45,7 @@ def insert_condition(model) -> str:
 def test_bulk_create_with_the_source_in_memory_sends_the_copy_and_skips_the_lookup():
     shelves = [Shelf.objects.create(name=f"Shelf {i}") for i in range(3)]
     items = [ShelfItem(shelf=shelves[i % 3]) for i in range(30)]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL track_functions = 'pl'")
-        ShelfItem.objects.bulk_create(items)
-        assert row_insert_calls(cursor, ShelfItem) == 0
+    assert lookups_of_bulk_create(ShelfItem, items) == 0
     assert [item.shelf_name for item in items] == [f"Shelf {i % 3}" for i in range(30)]
     assert_exact(Shelf, ShelfItem)
 
@@ -51,10 +53,7 @@ def test_bulk_create_with_the_source_in_memory_sends_the_copy_and_skips_the_look
 def test_bulk_create_by_key_alone_looks_each_source_up():
     shelf = Shelf.objects.create(name="Keys")
     items = [ShelfItem(shelf_id=shelf.pk) for _ in range(5)]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL track_functions = 'pl'")
-        ShelfItem.objects.bulk_create(items)
-        assert row_insert_calls(cursor, ShelfItem) == 5
+    assert lookups_of_bulk_create(ShelfItem, items) == 5
     assert [item.shelf_name for item in items] == ["Keys"] * 5  # read back by RETURNING
     assert_exact(Shelf, ShelfItem)
 
@@ -98,10 +97,7 @@ def test_copies_with_no_count_on_their_first_hop_are_checked_alike(outside):
     book = Book.objects.create(author=Author.objects.create(name="Ann"), title="Dune")
     reader = Reader.objects.create(name="Rae")
     loans = [Loan(reader=reader, book=book) for _ in range(3)]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL track_functions = 'pl'")
-        Loan.objects.bulk_create(loans)
-        assert row_insert_calls(cursor, Loan) == 0
+    assert lookups_of_bulk_create(Loan, loans) == 0
     outside.execute(
         f"INSERT INTO {Loan._meta.db_table} (reader_id, book_id, returned, book_title) "
         "SELECT %s, %s, false, 'forged' FROM generate_series(1, 2)",
@@ -173,12 +169,9 @@ def test_nullable_copies_with_no_default_are_unset_when_null(outside):
     depots = [Depot.objects.create(name=f"D{i}", code=uuid.uuid4(), priority=i, is_open=bool(i % 2)) for i in range(2)]
     nameless = Depot.objects.create(name=None, code=uuid.uuid4(), priority=7, is_open=True)
     parcels = [Parcel(depot=depots[i % 2]) for i in range(6)] + [Parcel(depot=nameless), Parcel(depot=None)]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL track_functions = 'pl'")
-        Parcel.objects.bulk_create(parcels)
-        # The nameless depot's parcel leaves depot_name NULL, the depot-less
-        # one every copy: those two are looked up.
-        assert row_insert_calls(cursor, Parcel) == 2
+    # The nameless depot's parcel leaves depot_name NULL, the depot-less
+    # one every copy: those two are looked up.
+    assert lookups_of_bulk_create(Parcel, parcels) == 2
     outside.execute(
         f"INSERT INTO {Parcel._meta.db_table} (depot_id, depot_name, depot_code, depot_priority, depot_open) "
         "SELECT %s, 'forged', gen_random_uuid(), -1, false FROM generate_series(1, 2)",
