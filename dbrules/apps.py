@@ -6,9 +6,9 @@ class DBRulesConfig(AppConfig):
     verbose_name = "dbrules"
 
     def ready(self) -> None:
-        from dbrules import checks, inserts, migrations, registry  # noqa: F401
+        from dbrules import checks, migrations, registry, writes  # noqa: F401
 
         registry.register_triggers()
-        inserts.install()
+        writes.install()
         migrations.patch_autodetector()
         migrations.keep_trigger_comments()

@@ -146,7 +146,12 @@ def row_inputs(plans: Iterable[Plan]) -> dict[str, None]:
     return {**row_reads(plans), **dict.fromkeys(plan.target.column for plan in plans)}
 
 
-def row_update_condition(plans: list[Plan]) -> str:
+# Whether this transaction runs deferred (dbrules.deferred()), as a row
+# trigger's WHEN reads it.
+DEFERRED_SETTING = "pg_catalog.current_setting('dbrules.deferred', true)"
+
+
+def row_update_condition(plans: list[Plan], supplies: bool = False) -> str:
     """The WHEN of a model's BEFORE UPDATE row trigger.
 
     Any change of what the rules read re-runs them. A derived column no rule
@@ -156,10 +161,27 @@ def row_update_condition(plans: list[Plan]) -> str:
     guard assumes (``pg_trigger_depth() < 1``). Re-running it there called
     the function once per cascaded row: about 0.6 s of a 1.4-1.7 s rename of
     1,000 authors over 100,000 copies.
+
+    ``supplies``: the model's copies may come with the statement, as an
+    INSERT's may (supplied_condition). A row whose first hop changes with
+    any of its copies keeps what the statement gave: the statement's copy
+    check compares every copy of every moved row with its source, rewrites
+    the wrong ones (a copy left as it was, one forged) and notes the rows
+    whose first hop is not there yet (copy_check). The row trigger still
+    runs for a move that writes no copy, which an equal value cannot be told
+    from, for a copy written without a move, and for every row of a deferred
+    transaction, whose check waits for the commit.
     """
     reads = row_reads(plans)
     guarded = [plan.target.column for plan in plans if plan.target.column not in reads]
     changed = any_column_changed(reads) if reads else ""
+    if supplies and changed and len(guarded) == len(plans):
+        written = any_column_changed(guarded)
+        return (
+            f"(({changed}) AND NOT ({written}))"
+            f" OR (NOT ({changed}) AND pg_trigger_depth() < 1 AND ({written}))"
+            f" OR {DEFERRED_SETTING} = 'on'"
+        )
     if not guarded:
         return changed
     forged = f"(pg_trigger_depth() < 1 AND ({any_column_changed(guarded)}))"
@@ -237,8 +259,9 @@ def _source_prefixes(copies: Iterable[CopyPlan]) -> list[tuple[models.ForeignKey
 
 def recheck_rows(model: type[models.Model], operation: str, where: str = "") -> str:
     """copy_recheck.sql: note the rows of a statement of a deferred
-    transaction whose copies a copy check would have checked. ``where``
-    (an INSERT's): only those rows of the statement."""
+    transaction whose copies a copy check would have checked. ``where``:
+    only those of them (the rows a check found pointing at a missing
+    parent)."""
     recopy, _ = _recopy_table(model)
     pk = quoted_column(model._meta.pk)
     rows = "dbrules_new AS n" + (f" WHERE {where}" if where else "")
@@ -257,7 +280,7 @@ def recheck_rows(model: type[models.Model], operation: str, where: str = "") -> 
             f"(SELECT {columns}, true AS is_new FROM dbrules_new "
             f"UNION ALL SELECT {columns}, false FROM dbrules_old) AS r "
             f"GROUP BY {grouped} HAVING count(*) = 1 AND bool_or(r.is_new)) AS n"
-        )
+        ) + (f" WHERE {where}" if where else "")
     columns, values = _note(model)
     text = render(
         "copy_recheck.sql",
@@ -292,8 +315,7 @@ def supplied_condition(plans: list[Plan], supplied: set[int]) -> str:
         unset.append(f"{column} IS NULL")
         if plan.empty_value is not None:
             unset.append(f"{column} = {literal(plan.empty_value)}")
-    deferred = "pg_catalog.current_setting('dbrules.deferred', true) = 'on'"
-    return " OR ".join([*dict.fromkeys(unset), deferred])
+    return " OR ".join([*dict.fromkeys(unset), f"{DEFERRED_SETTING} = 'on'"])
 
 
 def row_triggers(model: type[models.Model], plans: list[Plan], supplied: set[int]) -> list[CompiledTrigger]:
@@ -322,8 +344,8 @@ def row_triggers(model: type[models.Model], plans: list[Plan], supplied: set[int
     inputs = row_inputs(ordered)
     func = render("row_compute.sql", assignments="\n".join(assignments))
     comment = comment_for(ordered)
-    changed = row_update_condition(ordered)
     given = supplied_condition(ordered, supplied)
+    changed = row_update_condition(ordered, supplies=bool(given))
     insert = RuleTrigger(
         name=trigger_name(model._meta.model_name, "row_ins"),
         when=pgtrigger.Before,
@@ -444,8 +466,8 @@ def deferred_sources(copies: list[CopyPlan], deferred_parents: set[type[models.M
     return any(fk.related_model in deferred_parents for p in copies for fk in p.path)
 
 
-# The field of a first hop's record (hop0, hop1...) that an INSERT's one-row
-# check reads it into: NULL when the row it points at is not there.
+# The field of a first hop's record (hop0, hop1...) that a one-row check
+# reads it into: NULL when the row it points at is not there.
 FOUND = "dbrules_found"
 
 
@@ -593,19 +615,27 @@ def copy_check(
     stale_test = " OR ".join(stale)
     # Rows of the statement that copy from a stale first hop; the
     # UPDATE's own test keeps those whose copy is right as they are.
-    stale_where = " OR ".join(f"n.{quote(c)} IN (SELECT unnest(stale.{keys[c]}))" for c in first_columns)
+    # A NULL first hop is stale when its copies are not empty (a value
+    # forged or left from before a move to NULL), and IN never matches it.
+    nullable = {plan.path[0].column for plan in copies if plan.path[0].null}
+    stale_where = " OR ".join(
+        f"n.{quote(c)} IN (SELECT unnest(stale.{keys[c]}))"
+        + (f" OR (n.{quote(c)} IS NULL AND array_position(stale.{keys[c]}, NULL) IS NOT NULL)" if c in nullable else "")
+        for c in first_columns
+    )
     park_missing = ""
-    if operation == "insert" and missing:
-        # An INSERT may give its copies (supplied_condition): then no row
-        # trigger looked the first hop up, nor noted a row whose first hop
-        # is not there yet for the commit to check again (copy_recopy.sql).
-        # The comparison finds them, and notes them here.
+    if missing:
+        # An INSERT or a move may give its copies (supplied_condition,
+        # row_update_condition): then no row trigger looked the first hop
+        # up, nor noted a row whose first hop is not there yet for the
+        # commit to check again (copy_recopy.sql). The comparison finds
+        # them, and notes them here.
         compared.append(f"({missing}) AS dbrules_missing")
         stale_keys.append("count(*) FILTER (WHERE x.dbrules_missing) AS dbrules_missing")
         stale_test = f"({stale_test}) OR x.dbrules_missing"
         park_missing = (
             "IF stale.dbrules_missing > 0 THEN\n"
-            + recheck_rows(model, "insert", where=stale_where)
+            + recheck_rows(model, operation, where=stale_where)
             + "\nEND IF;"
         )
     several = render(
@@ -641,11 +671,9 @@ def copy_check(
         declare.append(("dbrules_hop0", "boolean"))
         read = [plan for plan in copies if plan.path == prefixes[0]]
         returned = list(dict.fromkeys(f"p.{quoted_column(plan.source)}" for plan in read))
-        if operation == "insert":
-            returned.insert(0, f"true AS {FOUND}")
-        if returned:
-            returning = f"\n RETURNING {', '.join(returned)} INTO hop0"
-    park_missing = recheck_rows(model, "insert") if operation == "insert" else ""
+        returned.insert(0, f"true AS {FOUND}")
+        returning = f"\n RETURNING {', '.join(returned)} INTO hop0"
+    park_missing = recheck_rows(model, operation)
     return CopyCheck(
         row_columns=row_columns,
         one_row=_copy_check_one_row(copies, prefixes, first_columns, operation, rewrite, folded, park_missing),
@@ -730,7 +758,7 @@ def _copy_check_one_row(
     """copy_check.sql's one-row branch: the row is read into ``one`` (its
     key, first hops and copies; for an UPDATE, the old first hops too).
     ``folded``: a count's one-row UPDATE of the first hop may have locked and
-    read it already (``dbrules_hop0``). ``park_missing`` (an INSERT's): what
+    read it already (``dbrules_hop0``). ``park_missing``: what
     notes the row for the commit when a first hop it points at is not there;
     each first hop's read then says whether it found it (``FOUND``)."""
     unmoved = ""

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import django
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 import dbrules
 from dbrules.core import rules_of
@@ -52,6 +52,19 @@ def row_trigger_calls(cursor: Any, model: Any, suffix: str) -> int:
         [model._meta.db_table, f"pgtrigger_dbrules_{model._meta.model_name}_{suffix}_%"],
     )
     return cursor.fetchone()[0]
+
+
+def row_trigger_calls_during(model: Any, suffix: str, action: Callable[[], Any]) -> int:
+    """The calls of ``model``'s row trigger function ``suffix`` that
+    ``action`` makes, run in a transaction of its own. A difference of two
+    counts: the view also reports calls of this session's earlier
+    transactions that PostgreSQL has not yet added to its totals (it does
+    so at most once a second)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL track_functions = 'pl'")
+        before = row_trigger_calls(cursor, model, suffix)
+        action()
+        return row_trigger_calls(cursor, model, suffix) - before
 
 
 def outside_conninfo() -> dict[str, Any]:

@@ -89,15 +89,18 @@ def test_a_cascade_writes_copies_without_recomputing_each_row(store):
     write of the copy still is, and is undone."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL track_functions = 'pl'")
+        # Counted as differences: the view also reports calls of earlier
+        # transactions not yet added to the totals.
+        before = row_trigger_calls(cursor, Book, "row_upd")
         Publisher.objects.filter(pk=store["fr"].pk).update(country="BE")
         assert Book.objects.filter(author=store["ann"], publisher_country="BE").count() == 4
-        assert row_trigger_calls(cursor, Book, "row_upd") == 0
+        assert row_trigger_calls(cursor, Book, "row_upd") == before
         assert_exact(*ALL)
         cursor.execute(
             f"UPDATE {Book._meta.db_table} SET publisher_country = 'XX' WHERE author_id = %s",
             [store["ann"].pk],
         )
-        assert row_trigger_calls(cursor, Book, "row_upd") == 4
+        assert row_trigger_calls(cursor, Book, "row_upd") == before + 4
         assert_exact(*ALL)
 
 

@@ -13,12 +13,12 @@ import uuid
 
 import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 import dbrules
 from dbrules import registry
 from tests.bookstore.models import Book, Loan, Shelf, ShelfItem
-from tests.conftest import assert_exact, outside_conninfo, row_trigger_calls
+from tests.conftest import assert_exact, outside_conninfo, row_trigger_calls_during
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,10 +28,7 @@ SHELF, ITEM = Shelf._meta.db_table, ShelfItem._meta.db_table
 def lookups_of_bulk_create(model, objs) -> int:
     """``bulk_create`` ``objs``; the calls of the model's BEFORE INSERT row
     trigger function it made (one per row it looked up)."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL track_functions = 'pl'")
-        model.objects.bulk_create(objs)
-        return row_trigger_calls(cursor, model, "row_ins")
+    return row_trigger_calls_during(model, "row_ins", lambda: model.objects.bulk_create(objs))
 
 
 def insert_condition(model) -> str:
@@ -177,4 +174,19 @@ def test_nullable_copies_with_no_default_are_unset_when_null(outside):
         "SELECT %s, 'forged', gen_random_uuid(), -1, false FROM generate_series(1, 2)",
         [depots[0].pk],
     )
+    assert_exact(Parcel)
+
+
+def test_copies_of_a_row_with_no_parent_are_checked_too(outside):
+    """A row whose nullable first hop is NULL copies nothing: values given
+    with it are rewritten to NULL, several rows as one."""
+    from tests.bookstore.models import Parcel
+
+    for rows in (1, 3):
+        outside.execute(
+            f"INSERT INTO {Parcel._meta.db_table} (depot_id, depot_name, depot_code, depot_priority, depot_open) "
+            "SELECT NULL, 'forged', gen_random_uuid(), -1, false FROM generate_series(1, %s)",
+            [rows],
+        )
+    assert set(Parcel.objects.values_list("depot_name", "depot_priority")) == {(None, None)}
     assert_exact(Parcel)
