@@ -6,10 +6,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-BULK_PHASES = ["bulk_create", "update", "bulk_update", "delete"]
+BULK_PHASES = ["bulk_create", "update", "reassign", "bulk_update", "delete"]
 PHASE_LABELS = {
     "bulk_create": "bulk_create",
     "update": "QuerySet.update (move)",
+    "reassign": "QuerySet.update (to one author)",
     "bulk_update": "bulk_update",
     "delete": "delete",
 }

@@ -51,7 +51,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--read-authors", type=int, default=10_000)
     parser.add_argument("--scaling", default="10000,100000,1000000", help="row counts of the scaling figure")
     parser.add_argument("--bulk-by-key", action="store_true",
-                        help="build the bulk_create books with author_id=, not the author instance")
+                        help="build the bulk_create books and reassign them with author_id=, not the author instance")
     parser.add_argument("--sections", default="bulk,single,statements,reads,repair,scaling,floors")
     parser.add_argument("--chart", type=Path, help="write a PNG chart of the ratios here")
     parser.add_argument("--output", type=Path, help="also write the JSON results here")

@@ -96,24 +96,26 @@ def drift(variant: str) -> int:
 
 
 def bulk(variant: str, n: int, parents: int, seed: int = 1, by_key: bool = False) -> dict[str, Any]:
-    """bulk_create of n books, QuerySet.update moving n/2, bulk_update of n/5,
-    delete of n/2 -- each the way the variant is meant to be used.
+    """bulk_create of n books, QuerySet.update moving n/2 (each to the next
+    author, then all of them to one), bulk_update of n/5, delete of n/2 --
+    each the way the variant is meant to be used.
 
     Each book is built with its author instance (``Book(author=author)``),
-    as code that has the authors at hand writes it; ``by_key``: with the
-    key alone (``Book(author_id=7)``), which leaves dbrules nothing to send
-    for the copy, so its trigger looks every author up."""
+    and reassigned to one (``update(author=author)``), as code that has the
+    authors at hand writes it; ``by_key``: with the key alone
+    (``author_id=7``), which leaves dbrules nothing to send for the copy, so
+    its trigger looks every author up."""
     author, book = VARIANTS[variant]
     rng = random.Random(seed)
     reset(variant, parents)
     results: dict[str, Any] = {}
     authors = {a.pk: a for a in author.objects.all()}
 
-    def relation(key: int) -> dict[str, Any]:
-        return {"author_id": key} if by_key else {"author": authors[key]}
+    def relation_to(parent: Any) -> dict[str, Any]:
+        return {"author_id": parent.pk} if by_key else {"author": parent}
 
     objs = [
-        book(**relation(rng.randint(1, parents)), title=f"b{i}", pages=rng.randint(1, PAGES), published=i % 3 != 0)
+        book(**relation_to(authors[rng.randint(1, parents)]), title=f"b{i}", pages=rng.randint(1, PAGES), published=i % 3 != 0)
         for i in range(n)
     ]
     del authors
@@ -144,6 +146,27 @@ def bulk(variant: str, n: int, parents: int, seed: int = 1, by_key: bool = False
             update_dependent(moved, old=old)
         else:
             moved.update(author_id=F("author_id") % parents + 1)
+    vacuum(variant)
+
+    # The same books reassigned to one author the code holds (merging
+    # authors, say): ``update(author=target)``, which gives dbrules the name
+    # to send along; by key with ``by_key``.
+    target = author.objects.get(pk=1)
+    assignment = relation_to(target)
+    with measured(results, "reassign"):
+        if variant == "signals":
+            for obj in moved.iterator():
+                for name, value in assignment.items():
+                    setattr(obj, name, value)
+                obj.save()
+        elif variant == "computedfields":
+            from computedfields.models import preupdate_dependent, update_dependent
+
+            old = preupdate_dependent(moved)
+            moved.update(**assignment)
+            update_dependent(moved, old=old)
+        else:
+            moved.update(**assignment)
     vacuum(variant)
 
     changed = list(book.objects.filter(pk__gt=n // 2, pk__lte=n // 2 + n // 5).order_by("pk"))
