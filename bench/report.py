@@ -253,7 +253,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     left.axhline(TARGETS["bulk"], color="red", linestyle="--", linewidth=0.8, label=f"target {TARGETS['bulk']}x")
     left.set_yscale("log")
     left.set_xticks([p + width * (len(variants) - 1) / 2 for p in range(len(BULK_PHASES))])
-    left.set_xticklabels([PHASE_LABELS[p] for p in BULK_PHASES])
+    left.set_xticklabels([PHASE_LABELS[p].replace(" (", "\n(") for p in BULK_PHASES])
     left.set_ylabel("time vs. no rules (log scale, lower is better)")
     left.set_title(f"Bulk writes, {results['settings']['books']:,} books")
     left.legend(fontsize=8)
