@@ -307,6 +307,35 @@ def test_copy_swapped_onto_a_source_no_count_locks_follows_its_change():
     assert_exact(Shelf, ShelfItem)
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("write", ["insert", "insert two", "move", "move two"])
+def test_a_copy_given_while_its_source_changes_follows_the_change(write):
+    """An insert or a move that gives its copy (as Django does from an
+    instance it holds) skips the row trigger's lookup; the copy check after
+    the statement waits for the rename in flight and rewrites the old name
+    it was given."""
+    first, second = Shelf.objects.create(name="First"), Shelf.objects.create(name="Second")
+    item = ShelfItem.objects.create(shelf=first)
+    ShelfItem.objects.create(shelf=first)
+    table = ShelfItem._meta.db_table
+    sql, params = {
+        "insert": (f"INSERT INTO {table} (shelf_id, shelf_name) VALUES (%s, 'Second')", [second.pk]),
+        "insert two": (
+            f"INSERT INTO {table} (shelf_id, shelf_name) VALUES (%s, 'Second'), (%s, 'Second')",
+            [second.pk, second.pk],
+        ),
+        "move": (f"UPDATE {table} SET shelf_id = %s, shelf_name = 'Second' WHERE id = %s", [second.pk, item.pk]),
+        "move two": (
+            f"UPDATE {table} SET shelf_id = %s, shelf_name = 'Second' WHERE shelf_id = %s", [second.pk, first.pk]
+        ),
+    }[write]
+    _while_source_changes(
+        f"UPDATE {Shelf._meta.db_table} SET name = 'Renamed' WHERE id = %s", [second.pk], sql, params
+    )
+    assert set(ShelfItem.objects.filter(shelf=second).values_list("shelf_name", flat=True)) == {"Renamed"}
+    assert_exact(Shelf, ShelfItem)
+
+
 # One field of the depot changes, from one value to another: text by min
 # and max (the new value the least of the copies or the greatest, NULL beside
 # values), an integer, a boolean, and a uuid (grouped by value).
