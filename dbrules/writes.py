@@ -22,7 +22,7 @@ _UNKNOWN = object()
 # instance, its attname and the attname of the field it points at.
 Hops = list[tuple[str, str, str]]
 
-# Per concrete model, the copies an UPDATE may give (supply_copies):
+# Per concrete model, the copies an UPDATE may give (supply_copies_on_update):
 # the copy, the ForeignKey names that set its first hop, its hops.
 _SUPPLIED_ON_UPDATE: dict[type[models.Model], list[tuple[CopyPlan, tuple[str, str], Hops]]] = {}
 
