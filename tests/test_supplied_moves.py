@@ -213,3 +213,33 @@ def test_a_move_off_the_parent_with_another_copy_given(rows, outside):
     outside.execute(f"UPDATE {Parcel._meta.db_table} SET depot_id = NULL, depot_name = 'forged'")
     assert set(Parcel.objects.values_list("depot_name", "depot_priority")) == {(None, None)}
     assert_exact(Parcel)
+
+
+def test_a_copy_two_hops_away_is_sent_when_both_hops_are_in_memory(outside):
+    """Sticker copies its item's shelf's name. ``update(item=item)`` and
+    ``Sticker(item=item)`` send it when the item holds its shelf; an item
+    loaded alone leaves the trigger to look it up. A stale shelf in memory
+    is corrected by the check."""
+    from tests.bookstore.models import Sticker
+
+    first, second = Shelf.objects.create(name="First"), Shelf.objects.create(name="Second")
+    near = ShelfItem.objects.create(shelf=first)  # holds its shelf
+    far = ShelfItem.objects.select_related("shelf").get(pk=ShelfItem.objects.create(shelf=second).pk)
+    alone = ShelfItem.objects.get(pk=far.pk)  # the shelf not loaded
+    assert row_trigger_calls_during(Sticker, "row_ins", lambda: Sticker.objects.bulk_create(
+        [Sticker(item=near) for _ in range(3)]
+    )) == 0
+    assert row_trigger_calls_during(Sticker, "row_ins", lambda: Sticker.objects.create(item=alone)) == 1
+    assert lookups_of_update(Sticker, lambda: Sticker.objects.filter(item=near).update(item=far)) == 0
+    assert set(Sticker.objects.values_list("shelf_name", flat=True)) == {"Second"}
+    assert_exact(Shelf, ShelfItem, Sticker)
+    near_alone = ShelfItem.objects.get(pk=near.pk)  # its shelf not loaded: each row looked up
+    assert lookups_of_update(Sticker, lambda: Sticker.objects.update(item=near_alone)) == 4
+    assert set(Sticker.objects.values_list("shelf_name", flat=True)) == {"First"}
+    outside.execute(f"UPDATE {SHELF} SET name = 'Renamed' WHERE id = %s", [second.pk])
+    sticker = Sticker.objects.first()
+    sticker.item = far  # a move; far.shelf still holds "Second"
+    assert lookups_of_update(Sticker, sticker.save) == 0
+    assert sticker.shelf_name == "Second"  # what was sent
+    assert Sticker.objects.get(pk=sticker.pk).shelf_name == "Renamed"
+    assert_exact(Shelf, ShelfItem, Sticker)

@@ -152,6 +152,17 @@ class ShelfItem(models.Model):
         rules = [dbrules.Derived("shelf_name", F("shelf__name"))]
 
 
+class Sticker(models.Model):
+    """A copy two hops away alone: Django can send it when the item and the
+    item's shelf are both in memory."""
+
+    item = models.ForeignKey(ShelfItem, related_name="stickers", on_delete=models.CASCADE)
+    shelf_name = models.CharField(max_length=100, default="")
+
+    class Meta:
+        rules = [dbrules.Derived("shelf_name", F("item__shelf__name"))]
+
+
 class Depot(models.Model):
     """Sources of copies of several column types, none of them counted: the
     copy check compares by min and max where the type has them (text,
