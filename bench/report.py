@@ -33,7 +33,7 @@ def add_ratios(results: dict[str, Any]) -> None:
     bulk = results.get("bulk")
     if bulk:
         base = bulk["no rules"]
-        for variant, figures in bulk.items():
+        for figures in bulk.values():
             for phase in BULK_PHASES:
                 ratio, low, high = paired_ratios(figures[phase]["per_run"], base[phase]["per_run"])
                 figures[phase].update(ratio=ratio, ratio_range=[low, high])

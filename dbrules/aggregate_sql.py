@@ -231,6 +231,7 @@ def _row_deltas(plan: AggregatePlan, alias: str, sign: int) -> dict[str, str]:
     if plan.function == "count":
         return {name: when(str(sign), "0")}
     if plan.function == "sum":
+        assert value is not None  # analysis refuses a Sum without a field (dbrules.E005)
         if condition == "TRUE":
             signed = f"coalesce({value}, 0)" if sign == 1 else f"0 - coalesce({value}, 0)"
         else:
@@ -548,7 +549,7 @@ def aggregate_group_triggers(
     ``cascade_marks``: the marks of the cascades whose UPDATE of the child
     the UPDATE trigger skips (cascade_skip.sql)."""
     first = plans[0]
-    parent, child, fk = first.parent, first.child, first.fk
+    parent, child = first.parent, first.child
     parent_key = quoted_column(first.parent_key)
     comment = comment_for(plans)
     checked = comment_for([*plans, *copies])

@@ -424,7 +424,7 @@ def _analyze_aggregate(
     return AggregatePlan(rule, model, target, child, fk, function, value, condition, relation_name)
 
 
-def _stored_type(field: Optional[models.Field]) -> Optional[models.Field]:
+def _stored_type(field: models.Field) -> models.Field:
     """The field whose type a column holds: a GeneratedField's output_field."""
     return field.output_field if getattr(field, "generated", False) else field
 
@@ -495,7 +495,7 @@ def _check_target_type(
     value: Optional[models.Field],
 ) -> None:
     numeric = (*INTEGER_FIELDS, models.DecimalField, models.FloatField)
-    value = _stored_type(value)
+    value = _stored_type(value) if value is not None else None
     if function == "count" and not isinstance(target, INTEGER_FIELDS):
         raise RuleError(
             "dbrules.E006",

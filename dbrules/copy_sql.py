@@ -5,7 +5,6 @@ every table along a copy's path.
 
 from __future__ import annotations
 
-import functools
 import re
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
@@ -198,15 +197,20 @@ def cascade_writes(plans: list[Plan], copy: CopyPlan) -> set[str]:
     return {copy.target.column}
 
 
-@functools.lru_cache(maxsize=None)
+_NOTED_HOPS: dict[type[models.Model], tuple[models.ForeignKey, ...]] = {}
+
+
 def _noted_hops(model: type[models.Model]) -> tuple[models.ForeignKey, ...]:
     """The first hops of every copy of ``model``, in a stable order: the
     recopy table keeps, with the rows it notes, the keys they point at.
     Analysed once per model: each of the table's triggers asks."""
     from dbrules.analysis import analyze_model
 
-    hops = {plan.path[0].name: plan.path[0] for plan in analyze_model(model).plans if isinstance(plan, CopyPlan)}
-    return tuple(hops[name] for name in sorted(hops))
+    if model not in _NOTED_HOPS:
+        plans = analyze_model(model).plans
+        hops = {plan.path[0].name: plan.path[0] for plan in plans if isinstance(plan, CopyPlan)}
+        _NOTED_HOPS[model] = tuple(hops[name] for name in sorted(hops))
+    return _NOTED_HOPS[model]
 
 
 def _recopy_table(model: type[models.Model]) -> tuple[str, str]:
@@ -302,10 +306,11 @@ def supplied_condition(plans: list[Plan], supplied: set[int]) -> str:
     wrong ones (copy_check.sql). "" where every row must be looked up: a
     same-row rule, a copy that ``supplied`` leaves out, a default PostgreSQL
     or a callable computes."""
-    if not plans or any(not isinstance(p, CopyPlan) or id(p) not in supplied for p in plans):
+    copies = [p for p in plans if isinstance(p, CopyPlan) and id(p) in supplied]
+    if not plans or len(copies) < len(plans):
         return ""
     unset = []
-    for plan in plans:
+    for plan in copies:
         target = plan.target
         if (target.has_default() and callable(target.default)) or getattr(
             target, "db_default", models.NOT_PROVIDED
@@ -604,10 +609,10 @@ def copy_check(
         start = f"SELECT n.{quoted_column(prefix[0])} FROM ({rows}) AS n"
         if operation == "update":
             start = f"SELECT unnest(moved.{moved[prefix[0].column]})"
-        keys = _path_keys(prefix, start, "query")
+        source_keys = _path_keys(prefix, start, "query")
         last = prefix[-1]
         locks.append(
-            f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{fk_key(last)} IN ({keys}) "
+            f"PERFORM 1 FROM {table(last.related_model)} AS s WHERE s.{fk_key(last)} IN ({source_keys}) "
             f"ORDER BY s.{fk_key(last)} FOR NO KEY UPDATE;"
         )
     keys = {c: quote("k:" + c) for c in first_columns}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.migrations import state
 from django.db.models import options
@@ -38,6 +38,10 @@ class Derived:
         self.field = field
         self.expression = expression
         self.deferred = deferred
+
+    if TYPE_CHECKING:
+        # Added by @deconstructible: how migrations write the rule.
+        def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]: ...
 
     def __repr__(self) -> str:
         return f"Derived({self.field!r}, {describe_expression(self.expression)})"

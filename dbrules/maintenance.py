@@ -7,7 +7,8 @@ computes at read time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from django.db import DatabaseError, connections, models, transaction
@@ -26,7 +27,7 @@ class Drift:
     field: str
     rule: Derived
     rows: int
-    sample: list[Any] = field(default_factory=list)
+    sample: list[Any] = dataclasses.field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -215,8 +216,8 @@ def _repair_source(
         queryset = annotate_live(parents, *names, suffix="__dbrules_live").values_list(
             "pk", *(plan.target.attname for plan in plans), *(name + "__dbrules_live" for name in names)
         )
-        sql, params = queryset.query.get_compiler(using=using).as_sql()
-        return sql, list(params)
+        sql, live_params = queryset.query.get_compiler(using=using).as_sql()
+        return sql, list(live_params)
 
     by_child: dict[tuple[type[models.Model], models.ForeignKey], list[int]] = {}
     for index, plan in enumerate(aggregates):

@@ -189,7 +189,7 @@ class RuleTrigger(pgtrigger.Trigger):
                 operation=str(self.operation),
                 level=str(self.level),
                 referencing=str(self.referencing or ""),
-                condition=self.condition.sql if self.condition else "",
+                condition=(self.condition.sql or "") if self.condition else "",
                 declare=self.render_declare(model),
                 comment=self.comment,
                 setup=self.setup,
@@ -236,7 +236,9 @@ class ThroughTrigger:
 
     @property
     def name(self) -> str:
-        return self.trigger.name
+        name = self.trigger.name
+        assert name is not None  # pgtrigger names every compiled trigger
+        return name
 
     def __eq__(self, other: object) -> bool:
         return (

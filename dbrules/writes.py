@@ -79,7 +79,7 @@ def _supplying(compiled: tuple[CompiledTrigger, ...]) -> list[CopyPlan]:
     BEFORE UPDATE one then keeps the copies a move gives
     (copy_sql.row_update_condition). Elsewhere a value sent would be looked
     up all the same."""
-    copies = []
+    copies: list[CopyPlan] = []
     for item in compiled:
         trigger = item.trigger
         skips = trigger.when is pgtrigger.Before and trigger.operation is pgtrigger.Insert
@@ -129,7 +129,7 @@ def supply_copies_on_update(copies: list[CopyPlan]) -> None:
         model = plan.parent._meta.concrete_model
         _SUPPLIED_ON_UPDATE.setdefault(model, []).append((plan, (first.name, first.attname), _hops(plan)))
     if _SUPPLIED_ON_UPDATE and not hasattr(UpdateQuery.add_update_values, "dbrules_original"):
-        UpdateQuery.add_update_values = _add_update_values(UpdateQuery.add_update_values)  # type: ignore[method-assign]
+        UpdateQuery.add_update_values = _add_update_values(UpdateQuery.add_update_values)
 
 
 def _add_update_values(original: Callable[[UpdateQuery, dict[str, Any]], None]) -> Callable[..., None]:

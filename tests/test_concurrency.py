@@ -157,7 +157,7 @@ def test_concurrent_writers_leave_no_drift_and_no_deadlock(level, tmp_path):
     bench = pgbench(authors, SECONDS, level, tmp_path) if shutil.which("pgbench") else ""
     for thread in threads:
         thread.join()
-    print(f"\n{level}: {dict(tally)}; pgbench: {' '.join(l.strip() for l in bench.splitlines() if 'failed' in l or 'processed' in l)}")
+    print(f"\n{level}: {dict(tally)}; pgbench: {' '.join(line.strip() for line in bench.splitlines() if 'failed' in line or 'processed' in line)}")
     assert tally["ok"] > 20, tally
     assert tally["deadlock"] == 0, tally
     if bench:

@@ -8,7 +8,7 @@ import datetime
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 
 from tests.bookstore.models import Author, Book, Loan, Publisher, Reader, Tag
 from tests.conftest import assert_exact, row_trigger_calls
@@ -300,7 +300,7 @@ def test_fixture_with_children_before_parents(tmp_path):
 
 def test_failed_statement_leaves_nothing_half_applied(store):
     before = Author.objects.get(pk=store["ann"].pk).num_books
-    with pytest.raises(Exception):
+    with pytest.raises(DataError):
         with transaction.atomic():
             Book.objects.bulk_create(
                 [Book(author=store["ann"], title="ok")] * 3

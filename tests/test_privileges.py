@@ -7,8 +7,6 @@ dbrules' schema."""
 
 from __future__ import annotations
 
-import io
-
 import psycopg
 import pytest
 from django.db import connection, transaction

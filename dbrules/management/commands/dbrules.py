@@ -123,7 +123,7 @@ class Command(BaseCommand):
 
     def handle_check(self, plans: list[Plan], using: str, options: dict[str, Any]) -> None:
         self._require_installed(plans, using)
-        results = []
+        results: list[dict[str, Any]] = []
         for plan in plans:
             [drift] = maintenance.find_drift(
                 plan.parent, [plan.target.name], using=using, sample=options["sample"]
