@@ -15,12 +15,36 @@ import django
 import psycopg
 import pytest
 from django.db import connection, transaction
+from hypothesis import HealthCheck, settings
 
 import dbrules
 from dbrules.core import rules_of
 
 # Django 4.2, the oldest supported, has no GeneratedField (Django 5.0).
 needs_generated_field = pytest.mark.skipif(django.VERSION < (5, 0), reason="GeneratedField arrived in Django 5.0")
+
+# Random write sequences: every example runs in a savepoint of one test
+# transaction, so the function-scoped database fixture is shared on purpose.
+random_writes = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def pick(items: list, i: int) -> Any:
+    """The ``i``-th of ``items``, wrapping around (None when empty): lets a
+    random index name whatever exists at that step."""
+    return items[i % len(items)] if items else None
+
+
+def run_commit_work_now() -> None:
+    """Run what waits for the commit (deferred constraint triggers: dbrules'
+    commit-time apply and checks) now, inside the test's transaction, which
+    never commits."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
 
 def stored_and_live(model: Any, using: str = "default") -> list[tuple[Any, str, Any, Any]]:

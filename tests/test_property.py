@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import dbrules
 from tests.bookstore.models import Author, Book, Loan, Publisher, Reader, Tag
-from tests.conftest import assert_exact
+from tests.conftest import assert_exact, pick, random_writes, run_commit_work_now
 
 ALL = (Publisher, Author, Book, Tag, Reader)
 N_AUTHORS, N_TAGS = 4, 3
@@ -34,10 +34,6 @@ operation = st.one_of(
     st.tuples(st.just("raw_update"), ids),
     st.tuples(st.just("deferred_pair"), ids, ids),
 )
-
-
-def pick(items: list, i: int):
-    return items[i % len(items)] if items else None
 
 
 def apply(op: tuple, authors: list, publishers: list, tags: list, reader: Reader) -> None:
@@ -100,18 +96,11 @@ def apply(op: tuple, authors: list, publishers: list, tags: list, reader: Reader
         with dbrules.deferred():
             Book.objects.create(author=pick(authors, args[0]), title="d1", pages=5, published=True)
             Book.objects.filter(author=pick(authors, args[1])).update(pages=9)
-        # The test never commits; this runs the commit-time apply now.
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        run_commit_work_now()
 
 
 @pytest.mark.django_db
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@random_writes
 @given(st.lists(operation, min_size=1, max_size=12))
 def test_random_writes_keep_every_rule_exact(operations):
     from django.db import transaction

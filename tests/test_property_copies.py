@@ -10,16 +10,14 @@ depots are renamed and items moved behind their backs."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from django.db import connection, transaction
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import dbrules
 from tests.bookstore.models import Depot, Parcel, Shelf, ShelfItem, Sticker
-from tests.conftest import assert_exact
+from tests.conftest import assert_exact, pick, random_writes, run_commit_work_now
 
 ALL = (Shelf, ShelfItem, Sticker, Parcel)
 SHELF, ITEM, STICKER = Shelf._meta.db_table, ShelfItem._meta.db_table, Sticker._meta.db_table
@@ -47,10 +45,6 @@ operation = st.one_of(
     st.tuples(st.just("rename_depot"), ids, st.one_of(st.none(), names)),
     st.tuples(st.just("deferred_moves"), ids, ids),
 )
-
-
-def pick(items: list, i: int) -> Any:
-    return items[i % len(items)] if items else None
 
 
 class Memory:
@@ -137,18 +131,11 @@ def apply(op: tuple, memory: Memory) -> None:
         with dbrules.deferred():
             ShelfItem.objects.create(shelf=pick(shelves, args[0]))
             ShelfItem.objects.filter(shelf=pick(shelves, args[1])).update(shelf=pick(shelves, args[0]))
-        # The test never commits; this runs what waits for the commit now.
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        run_commit_work_now()
 
 
 @pytest.mark.django_db
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@random_writes
 @given(st.lists(operation, min_size=1, max_size=12))
 def test_copies_given_from_memory_stay_exact(operations):
     with transaction.atomic():
