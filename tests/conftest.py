@@ -38,6 +38,16 @@ def pick(items: list, i: int) -> Any:
     return items[i % len(items)] if items else None
 
 
+@contextmanager
+def one_example() -> Iterator[None]:
+    """One random example inside the test's transaction, undone after it so
+    the next example starts from the same database."""
+    with transaction.atomic():
+        sid = transaction.savepoint()
+        yield
+        transaction.savepoint_rollback(sid)
+
+
 def run_commit_work_now() -> None:
     """Run what waits for the commit (deferred constraint triggers: dbrules'
     commit-time apply and checks) now, inside the test's transaction, which

@@ -11,13 +11,13 @@ depots are renamed and items moved behind their backs."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from hypothesis import given
 from hypothesis import strategies as st
 
 import dbrules
 from tests.bookstore.models import Depot, Parcel, Shelf, ShelfItem, Sticker
-from tests.conftest import assert_exact, pick, random_writes, run_commit_work_now
+from tests.conftest import assert_exact, one_example, pick, random_writes, run_commit_work_now
 
 ALL = (Shelf, ShelfItem, Sticker, Parcel)
 SHELF, ITEM, STICKER = Shelf._meta.db_table, ShelfItem._meta.db_table, Sticker._meta.db_table
@@ -138,10 +138,8 @@ def apply(op: tuple, memory: Memory) -> None:
 @random_writes
 @given(st.lists(operation, min_size=1, max_size=12))
 def test_copies_given_from_memory_stay_exact(operations):
-    with transaction.atomic():
-        sid = transaction.savepoint()
+    with one_example():
         memory = Memory()
         for op in operations:
             apply(op, memory)
             assert_exact(*ALL)
-        transaction.savepoint_rollback(sid)
