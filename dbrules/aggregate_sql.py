@@ -499,17 +499,29 @@ def _written_rows(operation: str) -> str:
     return "dbrules_old" if operation == "delete" else "dbrules_new"
 
 
+UNION_ALL = "\n UNION ALL "
+
+
 def _sibling_locks(groups: list[list[AggregatePlan]], operation: str) -> str:
     """sibling_locks.sql for the relations of one child table to one parent
     table, after a statement of ``operation``."""
     if len(groups) < 2:
         return ""  # the template's next line follows directly
     first = groups[0][0]
+    # A relation through a to_field names its parents by that column; all
+    # are locked in the order of the primary key.
+    keys_by_column: dict[str, list[str]] = {}
+    for group in groups:
+        keys_by_column.setdefault(quoted_column(group[0].parent_key), []).append(
+            _changed_parent_keys(group, operation)
+        )
     lock = render(
         "sibling_locks.sql",
         parent_table=table(first.parent),
-        parent_key=quoted_column(first.parent_key),
-        keys="\n UNION ALL ".join(_changed_parent_keys(group, operation) for group in groups),
+        parents="\n    OR ".join(
+            f"p.{column} IN ({UNION_ALL.join(keys)})" for column, keys in keys_by_column.items()
+        ),
+        order_key=quoted_column(first.parent._meta.pk),
     )
     # One-row statements run it too: on a plan made for a bulk statement
     # they would scan the whole parent table.

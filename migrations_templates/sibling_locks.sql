@@ -5,6 +5,6 @@
 --! Whichever of these triggers runs first locks the parents of all of them,
 --! in key order, before any is updated; the others find them held.
 PERFORM 1 FROM {{parent_table}} AS p
- WHERE p.{{parent_key}} IN ({{keys}})
- ORDER BY p.{{parent_key}}
+ WHERE {{parents}}
+ ORDER BY p.{{order_key}}
    FOR NO KEY UPDATE OF p;
