@@ -771,20 +771,17 @@ def _aggregate_sql(plan: AggregatePlan, alias: str) -> str:
     return expression
 
 
+def rekey_columns(plans: Sequence[AggregatePlan]) -> list[str]:
+    """The parent's key columns (its primary key, a ForeignKey's to_field)
+    whose change makes the rekey trigger recompute ``plans``' values."""
+    return list(dict.fromkeys(group[0].parent_key.column for group in relation_groups(list(plans))))
+
+
 def parent_triggers(
     parent: type[models.Model], plans: list[AggregatePlan]
 ) -> list[CompiledTrigger]:
     ordered = relation_groups(plans)
-    computations = []
-    for group in ordered:
-        computations.append(
-            "SELECT "
-            + ",\n       ".join(_aggregate_sql(p, "r") for p in group)
-            + "\n  INTO "
-            + ", ".join(f"NEW.{quoted_column(p.target)}" for p in group)
-            + f"\n  {_children_of_new(group, ' ')};\n"
-            + _clear_parked(group)
-        )
+    computations = [_compute_from_children(group) for group in ordered]
     comment = comment_for(plans)
     targets = sorted({p.target.column for p in plans})
     compute = RuleTrigger(
@@ -813,10 +810,13 @@ def parent_triggers(
         ),
         comment=comment,
     )
-    keys = list(dict.fromkeys(group[0].parent_key.column for group in ordered))
+    keys = rekey_columns(plans)
     rekey = RuleTrigger(
         name=trigger_name(parent._meta.model_name, "rekey"),
-        when=pgtrigger.After,
+        # BEFORE: see parent_rekey.sql. By name it fires after the guard,
+        # which would restore the old values, and before row_upd, whose
+        # same-row rules read the new ones.
+        when=pgtrigger.Before,
         # UPDATE OF the keys: dbrules' own updates of the parent, and Django's
         # save(), which never sets the primary key, skip it before its WHEN.
         operation=pgtrigger.UpdateOf(*keys),
@@ -861,22 +861,25 @@ def _clear_parked(group: Sequence[AggregatePlan]) -> str:
     )
 
 
-def _rekey_recompute(group: Sequence[AggregatePlan], several: bool) -> str:
-    """Recompute one relation's values of a parent whose key changed, from the
-    children that carry the new key (the update sets the derived columns, so
-    the parent's own rules -- same-row expressions, copies and chains over
-    them -- follow)."""
-    first = group[0]
-    key = quoted_column(first.parent_key)
-    statements = (
-        f"UPDATE {table(first.parent)} AS p\n   SET "
-        + ",\n       ".join(f"{quoted_column(p.target)} = c.{quoted_column(p.target)}" for p in group)
-        + "\n  FROM (SELECT "
-        + ",\n               ".join(f"{_aggregate_sql(p, 'r')} AS {quoted_column(p.target)}" for p in group)
-        + f"\n          {_children_of_new(group, ' ' * 9)}) AS c"
-        + f"\n WHERE p.{key} = NEW.{key};\n"
+def _compute_from_children(group: Sequence[AggregatePlan]) -> str:
+    """Set one relation's values of the parent row ``NEW`` from the children
+    that carry its key, and drop the deltas this transaction parked for it."""
+    return (
+        "SELECT "
+        + ",\n       ".join(_aggregate_sql(p, "r") for p in group)
+        + "\n  INTO "
+        + ", ".join(f"NEW.{quoted_column(p.target)}" for p in group)
+        + f"\n  {_children_of_new(group, ' ')};\n"
         + _clear_parked(group)
     )
+
+
+def _rekey_recompute(group: Sequence[AggregatePlan], several: bool) -> str:
+    """Recompute one relation's values of a parent whose key changes, from the
+    children that carry the new key; with ``several`` keys, only when this
+    relation's key is the one changing."""
+    statements = _compute_from_children(group)
     if not several:
         return statements
+    key = quoted_column(group[0].parent_key)
     return f"IF NEW.{key} IS DISTINCT FROM OLD.{key} THEN\n{textwrap.indent(statements, '    ')}\nEND IF;"

@@ -14,7 +14,13 @@ from typing import Any
 
 from django.db import models
 
-from dbrules.aggregate_sql import aggregate_group_triggers, deferred_by_rule, group_reads, parent_triggers
+from dbrules.aggregate_sql import (
+    aggregate_group_triggers,
+    deferred_by_rule,
+    group_reads,
+    parent_triggers,
+    rekey_columns,
+)
 from dbrules.analysis import AggregatePlan, CopyPlan, Plan, RowPlan
 from dbrules.copy_sql import (
     cascade_writes,
@@ -23,6 +29,7 @@ from dbrules.copy_sql import (
     copy_check_triggers,
     deferred_sources,
     row_inputs,
+    row_reads,
     row_triggers,
 )
 from dbrules.triggers import CompiledTrigger, cascade_mark
@@ -95,7 +102,9 @@ def compile_plans(plans: Sequence[Plan]) -> list[CompiledTrigger]:
     for parent in sorted(by_parent, key=lambda m: m._meta.label):
         compiled.extend(parent_triggers(parent, by_parent[parent]))
     for model in sorted(row_plans, key=lambda m: m._meta.label):
-        compiled.extend(row_triggers(model, row_plans[model], supplied))
+        recounted = {p.target.column for p in by_parent.get(model, [])}
+        recounted_by = rekey_columns(by_parent[model]) if recounted & set(row_reads(row_plans[model])) else []
+        compiled.extend(row_triggers(model, row_plans[model], supplied, recounted_by))
         copies = standalone[model]
         marks = [cascade_mark(c.parent, c.target) for c in skipped_by_check[model]]
         compiled.extend(copy_check_triggers(model, copies, deferred_sources(copies, deferred_parents), marks))

@@ -323,10 +323,13 @@ def supplied_condition(plans: list[Plan], supplied: set[int]) -> str:
     return " OR ".join([*dict.fromkeys(unset), f"{DEFERRED_SETTING} = 'on'"])
 
 
-def row_triggers(model: type[models.Model], plans: list[Plan], supplied: set[int]) -> list[CompiledTrigger]:
+def row_triggers(
+    model: type[models.Model], plans: list[Plan], supplied: set[int], recounted_by: Sequence[str] = ()
+) -> list[CompiledTrigger]:
     """The BEFORE row triggers that compute the copies and same-row rules
     of ``model``; ``supplied``: the copies an INSERT may give itself
-    (``supplied_condition``)."""
+    (``supplied_condition``); ``recounted_by``: key columns whose change
+    makes the model's rekey trigger rewrite aggregates these rules read."""
     ordered = _row_order(plans)
     copies = [p for p in ordered if isinstance(p, CopyPlan)]
     recopy, setup = _recopy_table(model)
@@ -366,7 +369,10 @@ def row_triggers(model: type[models.Model], plans: list[Plan], supplied: set[int
         # UPDATE OF: statements that set none of the inputs (dbrules' own
         # count updates, most app updates) skip the trigger before PostgreSQL
         # prepares its WHEN, which it does once per statement.
-        operation=pgtrigger.UpdateOf(*inputs),
+        # A column list is matched against what the statement sets, not what
+        # BEFORE triggers change: a key change, whose rekey trigger rewrites
+        # the counts in NEW, is listed for rules that read them.
+        operation=pgtrigger.UpdateOf(*inputs, *(c for c in recounted_by if c not in inputs)),
         level=pgtrigger.Row,
         condition=pgtrigger.Condition(changed),
         func=func,

@@ -59,6 +59,26 @@ def test_renumbering_a_parent_and_its_children(children_first):
     assert_exact(Publisher, Author, Book)
 
 
+def test_renumbering_recomputes_the_rules_that_read_the_new_count():
+    """One of Ann's three books goes to her new key first; she takes that
+    key, and the two left behind are deleted. Her count drops from 3 to 1
+    in the renumbering statement alone, which sets only the key: her
+    standing, a same-row rule over the count, and its copy on the book
+    must follow from it."""
+    publisher = Publisher.objects.create(name="P", country="fr")
+    ann = author_with_books(count=3, publisher=publisher)  # "established"
+    old, new = ann.pk, ann.pk + 1000
+    first = Book.objects.filter(author=ann).order_by("pk").first()
+    with transaction.atomic():  # the ForeignKey is checked at commit
+        sql(f"UPDATE {BOOK} SET author_id = %s WHERE id = %s", [new, first.pk])
+        sql(f"UPDATE {AUTHOR} SET id = %s WHERE id = %s", [new, old])
+        sql(f"DELETE FROM {BOOK} WHERE author_id = %s", [old])
+    assert stored(new) == (1, 1, 100)
+    assert Author.objects.get(pk=new).standing == "new"
+    assert list(Book.objects.values_list("author_standing", flat=True)) == ["new"]
+    assert_exact(Publisher, Author, Book)
+
+
 def test_renumbering_a_parent_with_no_children_takes_the_new_keys_children():
     ann, bob = author_with_books("Ann", count=2), Author.objects.create(name="Bob")
     with transaction.atomic():
