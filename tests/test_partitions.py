@@ -147,6 +147,10 @@ stale = Author.objects.get(pk=authors[3].pk)
 stale.num_books = 12345
 stale.save()
 exact("direct writes of derived columns are put back")
+with transaction.atomic():  # an author renumbered, to another partition or not, and its books after it
+    sql("UPDATE shop_author SET id = id + 100 WHERE id IN (3, 16)")
+    sql("UPDATE shop_book SET author_id = author_id + 100 WHERE author_id IN (3, 16)")
+exact("authors renumbered, books following")
 with dbrules.deferred():
     Book.objects.create(author=authors[4], pages=5000)
     Book.objects.filter(pages__gt=1100, pages__lt=1150).update(author=authors[12])
