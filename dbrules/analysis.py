@@ -171,7 +171,26 @@ def analyze(model: type[models.Model], rule: Any) -> Plan:
             f"Supported: {SUPPORTED_FORMS}.",
         )
     _check_managed(model, rule, plan)
+    _check_row_key(model, rule, plan)
     return plan
+
+
+def _check_row_key(model: type[models.Model], rule: Derived, plan: Plan) -> None:
+    """Copies and same-row rules name the rows they note, check and repair by
+    the model's primary key column: a composite key (Django 5.2's
+    CompositePrimaryKey) has none. Aggregates over such a model's rows do
+    not need one."""
+    if isinstance(plan, AggregatePlan) or model._meta.pk.column is not None:
+        return
+    columns = ", ".join(f.name for f in getattr(model._meta.pk, "fields", ()))
+    raise RuleError(
+        "dbrules.E014",
+        f"{rule.label(model)}: {model._meta.label} has a composite primary key ({columns}); "
+        "the triggers and repair of copies and same-row rules find rows by a single-column key.",
+        f"Give {model._meta.label} a single-column primary key and keep ({columns}) unique with "
+        "a UniqueConstraint, or annotate() the expression at read time. Counts, sums, minimums "
+        f"and maximums over {model._meta.label}'s rows work with a composite key.",
+    )
 
 
 def _check_managed(model: type[models.Model], rule: Derived, plan: Plan) -> None:

@@ -5,7 +5,8 @@ field or relation, E005 unsupported expression, E006 type mismatch, E007
 filter that cannot be compiled, E008 two rules for one field, E009 cycle,
 E010 rules over one relation that disagree on deferred=, E011 rules on a
 proxy model, E012 a multi-table child's rule over its parent's columns, E013
-a rule needing triggers on an unmanaged model's table.
+a rule needing triggers on an unmanaged model's table, E014 a copy or
+same-row rule on a model with a composite primary key.
 """
 
 from __future__ import annotations

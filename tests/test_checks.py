@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import django
 import pytest
 from django.core import checks
 from django.db import models
@@ -376,3 +377,21 @@ def test_rules_that_need_triggers_on_an_unmanaged_table_are_refused(app):
     child._meta.rules = [dbrules.Derived("label", F("shelf__name"))]
     child._meta.managed, parent._meta.managed = True, False
     assert only_error(child).id == "dbrules.E013"
+
+
+@pytest.mark.skipif(django.VERSION < (5, 2), reason="CompositePrimaryKey arrived in Django 5.2")
+def test_copies_and_same_row_rules_need_a_single_column_key(app):
+    """Counts over rows with a composite primary key compile; copies and
+    same-row rules on them, which find rows by one key column, are refused."""
+    fields = {
+        "pk": models.CompositePrimaryKey("shelf_id", "position"),
+        "position": models.IntegerField(),
+        "label_key": models.CharField(max_length=20, default=""),
+    }
+    parent, child = shop({"n": models.IntegerField(default=0)}, [dbrules.Derived("n", Count("items"))], fields)
+    assert errors_of(parent) == []
+    child._meta.rules = [dbrules.Derived("label", F("shelf__name")), dbrules.Derived("label_key", Lower("label"))]
+    errors = errors_of(child)
+    assert [e.id for e in errors] == ["dbrules.E014"] * 2, errors
+    assert "bookstore.Item has a composite primary key (shelf, position)" in errors[0].msg
+    assert "UniqueConstraint" in errors[0].hint
