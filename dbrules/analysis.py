@@ -12,7 +12,7 @@ from typing import Any, Optional, Union
 
 from django.core.exceptions import FieldDoesNotExist, FieldError
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
 from django.db.models.aggregates import Aggregate
 
 from dbrules.core import Derived, describe_expression
@@ -102,10 +102,20 @@ class CopyPlan:
 
     @property
     def empty_value(self) -> Any:
-        """What the copy holds when a ForeignKey on the path is NULL."""
+        """What the copy holds when a ForeignKey on the path is NULL: the
+        field's default, a literal ``db_default`` (Django 5.0) included."""
         if self.target.null:
             return None
-        return self.target.get_default()
+        db_default = getattr(self.target, "db_default", models.NOT_PROVIDED)
+        if db_default is models.NOT_PROVIDED:
+            return self.target.get_default()
+        if isinstance(db_default, Value):
+            return db_default.value
+        if not hasattr(db_default, "resolve_expression"):
+            return db_default  # Django keeps a literal as given
+        # A default the database computes (Now()) is no value to store for
+        # "no source": as with no default at all.
+        return "" if self.target.empty_strings_allowed else None
 
 
 @dataclass(frozen=True)
