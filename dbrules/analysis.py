@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from django.core.exceptions import FieldDoesNotExist, FieldError
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models import F, Q, Value
 from django.db.models.aggregates import Aggregate
 
@@ -840,6 +840,16 @@ def _analyze_row(
             f"{rule.label(model)}: window functions are not supported.",
             f"Supported: {SUPPORTED_FORMS}.",
         )
+    try:
+        # As annotate() compiles it: the read-time value every check compares with.
+        query.get_compiler(connection=connections[DEFAULT_DB_ALIAS]).compile(resolved)
+    except FieldError as error:
+        raise RuleError(
+            "dbrules.E006",
+            f"{rule.label(model)}: Django cannot compile the expression: {error}",
+            "Give the expression (or the part that mixes types) an output_field, or Cast() "
+            "the column that differs.",
+        ) from None
     columns = tuple(
         dict.fromkeys(col.target for col in _columns_of(resolved) if col.target.model is model)
     )
