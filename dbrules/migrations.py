@@ -10,7 +10,7 @@ by :class:`ReverseBackfill`, once renamed fields have their old names).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from django.core.management.commands import makemigrations, migrate
 from django.db import router
@@ -278,13 +278,31 @@ class RulesAutodetectorMixin:
         triggers first, create new ones after every schema change, and
         backfill last (and, reversed, first of all: ReverseBackfill)."""
         super()._sort_migrations()  # type: ignore[misc]
+        renamed = self.renamed_models  # type: ignore[attr-defined]
         for app_label, operations in self.generated_operations.items():  # type: ignore[attr-defined]
             buckets: dict[int, list[Operation]] = {-1: [], 0: [], 1: [], 2: [], 3: []}
             for op in operations:
-                buckets[_phase(op)].append(op)
+                phase = _phase(op)
+                if phase == 0:
+                    op = _before_rename(op, renamed.get((app_label, op.model_name_lower)))
+                buckets[phase].append(op)
             self.generated_operations[app_label] = [  # type: ignore[attr-defined]
                 op for phase in sorted(buckets) for op in buckets[phase]
             ]
+
+
+def _before_rename(op: Operation, old_name: Optional[str]) -> Operation:
+    """A removal of a renamed model's trigger, moved ahead of the
+    RenameModel: it must name the model as it is called there. (The
+    autodetector names the new model, and puts the removal after the
+    rename, where the trigger's SQL names a table that no longer exists.)"""
+    from pgtrigger.migrations import RemoveTrigger
+
+    if old_name is None or not isinstance(op, (RemoveTrigger, RemoveThroughTrigger)):
+        return op
+    moved = type(op)(model_name=old_name, name=op.name)
+    moved._auto_deps = getattr(op, "_auto_deps", [])  # what add_operation() recorded
+    return moved
 
 
 def _phase(op: Operation) -> int:

@@ -159,3 +159,54 @@ def test_altering_the_type_of_a_column_a_trigger_names_keeps_it_installed(projec
         conn.execute("INSERT INTO shop_item (shelf_id, heavy, shelf_name) VALUES (1, false, '')")
         assert conn.execute("SELECT shelf_name FROM shop_item").fetchone() == ("x" * 100,)
     assert "no drift in 2 rule(s)" in manage(root, "dbrules", "check")
+
+
+def test_renaming_a_model_with_rules_migrates_both_ways(project):
+    """Trigger names carry the model's name, so a RenameModel comes with
+    every trigger removed and added again. The autodetector names the new
+    model in the removals, which dbrules moves ahead of the rename: they
+    name the old model there, and drop the old triggers from the old
+    table (named after it, they failed with a KeyError; after it, they
+    would miss the renamed table and leave its old triggers counting)."""
+    root, info = project
+    source = MODELS.format(meta=COUNT_HEAVY).replace("import Count, Q", "import Count, F, Q") + """
+    shelf_name = models.CharField(max_length=50, default="")
+    class Meta:
+        rules = [dbrules.Derived("shelf_name", F("shelf__name"))]
+"""
+    (root / "shop" / "models.py").write_text(source)
+    manage(root, "makemigrations", "shop", "--name", "initial")
+    manage(root, "migrate", "shop")
+    installed = triggers(info)
+    with psycopg.connect(**info) as conn:
+        conn.execute("INSERT INTO shop_shelf (id, name, num_items) VALUES (1, 'a', 0), (2, 'b', 0)")
+        conn.execute("INSERT INTO shop_item (shelf_id, heavy) SELECT 1 + g % 2, g % 3 = 0 FROM generate_series(1, 30) g")
+
+    child_renamed = source.replace("class Item(", "class Thing(")
+    both_renamed = child_renamed.replace("class Shelf(", "class Rack(").replace("ForeignKey(Shelf,", "ForeignKey(Rack,")
+    for name, models_source, child, parent in (
+        ("thing", child_renamed, "shop_thing", "shop_shelf"),
+        ("rack", both_renamed, "shop_thing", "shop_rack"),
+    ):
+        (root / "shop" / "models.py").write_text(models_source)
+        assert "Rename model" in manage(root, "makemigrations", "shop", "--name", name, answers="y\n")
+        manage(root, "migrate", "shop")
+        assert "No changes detected" in manage(root, "makemigrations", "--check", "--dry-run")
+        assert triggers(info) == installed  # the old ones gone, the new ones there
+        with psycopg.connect(**info) as conn:
+            conn.execute(f"INSERT INTO {child} (shelf_id, heavy, shelf_name) VALUES (1, true, 'x')")
+            conn.execute(f"UPDATE {parent} SET name = name || '!' WHERE id = 2")
+        assert "no drift in 2 rule(s)" in manage(root, "dbrules", "check")
+    assert counts(info, "SELECT name, num_items FROM shop_rack ORDER BY name") == [("a", 7), ("b!!", 5)]
+
+    manage(root, "migrate", "shop", "0001")  # both renames reversed
+    assert triggers(info) == installed
+    with psycopg.connect(**info) as conn:
+        conn.execute("INSERT INTO shop_item (shelf_id, heavy, shelf_name) VALUES (2, true, 'x')")
+        assert conn.execute(
+            "SELECT count(*) FROM shop_item AS i JOIN shop_shelf AS s ON s.id = i.shelf_id "
+            "WHERE i.shelf_name <> s.name"
+        ).fetchone() == (0,)
+    assert counts(info) == [("a", 7), ("b!!", 6)]
+    manage(root, "migrate", "shop")
+    assert triggers(info) == installed
