@@ -47,7 +47,9 @@ def live_expression(plan: Plan, *, standalone: bool = False) -> Expression:
     """
     if isinstance(plan, AggregatePlan):
         if standalone:
-            child = plan.child._default_manager.filter(
+            # Every child row, as the join of annotate(Count("books")) and the
+            # triggers count them: not what a custom default manager shows.
+            child = models.QuerySet(plan.child).filter(
                 **{plan.fk.name: OuterRef(plan.parent_key.attname)}
             )
             expression: Expression = Subquery(
