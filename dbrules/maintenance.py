@@ -146,7 +146,7 @@ def _neutralise_parked(
         if not cleared:
             continue
         keys = _parents(model, using, where).order_by().values(group[0].parent_key.attname)
-        sql, params = keys.query.sql_with_params()
+        sql, params = keys.query.get_compiler(using=using).as_sql()
         cursor.execute(
             f"UPDATE {pending_table(group)[0]} SET {', '.join(cleared)} "
             f"WHERE dbrules_txid = txid_current() AND parent_key IN ({sql})",
@@ -171,7 +171,9 @@ def _lock_parents(cursor: Any, model: type[models.Model], using: str, where: Opt
     overwrite a delta committed while that statement waited for the row.
     """
     parents = _parents(model, using, where).order_by("pk").select_for_update(no_key=True)
-    sql, params = parents.values("pk").query.sql_with_params()
+    # Compiled for ``using``: sql_with_params() compiles for the default
+    # database, whose connection is not the one in a transaction here.
+    sql, params = parents.values("pk").query.get_compiler(using=using).as_sql()
     cursor.execute(f"SELECT count(*) FROM ({sql}) AS locked", params)
 
 

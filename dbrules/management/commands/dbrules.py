@@ -7,10 +7,10 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, router
 
 from dbrules import installation, maintenance, registry
-from dbrules.analysis import Plan
+from dbrules.analysis import AggregatePlan, CopyPlan, Plan
 from dbrules.triggers import CompiledTrigger
 from dbrules.core import describe_expression
 
@@ -47,7 +47,25 @@ class Command(BaseCommand):
                 "pass --database with a PostgreSQL alias."
             )
         plans = select_plans(options["labels"])
+        if options["action"] in {"check", "repair"}:
+            plans = self._routed_to(plans, using, options)
         getattr(self, "handle_" + options["action"])(plans, using, options)
+
+    def _routed_to(self, plans: list[Plan], using: str, options: dict[str, Any]) -> list[Plan]:
+        """The plans whose tables DATABASE_ROUTERS migrate on ``using``; the
+        others are named, with the databases that hold them."""
+        kept = [p for p in plans if all(router.allow_migrate_model(using, m) for m in tables_of(p))]
+        elsewhere = [p for p in plans if p not in kept]
+        if elsewhere and not options.get("json"):
+            aliases = sorted(
+                {a for p in elsewhere for a in connections if all(router.allow_migrate_model(a, m) for m in tables_of(p))}
+            )
+            where = f"--database {' / '.join(aliases)}" if aliases else "no database"
+            self.stderr.write(
+                f"dbrules: skipped {len(elsewhere)} rule(s) whose tables DATABASE_ROUTERS keep off "
+                f"database {using!r} (e.g. {elsewhere[0].label}); run with {where}."
+            )
+        return kept
 
     # -- list ---------------------------------------------------------------
 
@@ -199,6 +217,15 @@ class Command(BaseCommand):
                 f"may be wrong. Run `manage.py migrate --database {using}` (after `makemigrations` if the "
                 "rules, or the Django version that compiles them, changed), then `manage.py dbrules repair`."
             )
+
+
+def tables_of(plan: Plan) -> list[Any]:
+    """The models whose tables a plan's triggers go on."""
+    if isinstance(plan, AggregatePlan):
+        return [plan.parent, plan.child]
+    if isinstance(plan, CopyPlan):
+        return [plan.parent, *(fk.related_model for fk in plan.path)]
+    return [plan.parent]
 
 
 def triggers_of(plan: Plan, compiled: tuple[CompiledTrigger, ...]) -> list[CompiledTrigger]:
