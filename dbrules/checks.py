@@ -6,7 +6,8 @@ filter that cannot be compiled, E008 two rules for one field, E009 cycle,
 E010 rules over one relation that disagree on deferred=, E011 rules on a
 proxy model, E012 a multi-table child's rule over its parent's columns, E013
 a rule needing triggers on an unmanaged model's table, E014 a copy or
-same-row rule on a model with a composite primary key.
+same-row rule on a model with a composite primary key, E015 rules on a
+model of a schema-per-tenant app (TENANT_APPS).
 """
 
 from __future__ import annotations
@@ -40,11 +41,43 @@ def check_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
                         id="dbrules.E001",
                     )
                 )
+    errors.extend(tenant_messages(models))
     for model in models:
         errors.extend(messages_for(model))
     errors.extend(cycle_messages())
     errors.extend(deferral_messages())
     return errors
+
+
+def tenant_messages(models: list[Any]) -> list[checks.CheckMessage]:
+    """Schema-per-tenant projects (django-tenants, django-tenant-schemas list
+    their per-tenant apps in TENANT_APPS) create an app's tables once per
+    tenant schema. dbrules' triggers name their tables in one schema
+    (DBRULES_SCHEMA): a tenant's tables would get none, and every
+    migration of a tenant would install them on that one schema again."""
+    from django.apps import apps
+
+    tenant_apps = set(getattr(settings, "TENANT_APPS", None) or ())
+    shared_apps = set(getattr(settings, "SHARED_APPS", None) or ())
+    schema = getattr(settings, "DBRULES_SCHEMA", "public")
+    messages = []
+    for model in models:
+        app = apps.get_app_config(model._meta.app_label)
+        if app.name in tenant_apps or app.label in tenant_apps:
+            shared = " (it is in SHARED_APPS too)" if app.name in shared_apps or app.label in shared_apps else ""
+            messages.append(
+                checks.Error(
+                    f"{model._meta.label} declares Meta.rules, and its app {app.name!r} is in TENANT_APPS"
+                    f"{shared}: its tables exist once per tenant schema, but dbrules' triggers name "
+                    f"their tables in one schema (DBRULES_SCHEMA = {schema!r}), so no tenant's values "
+                    "would be maintained.",
+                    hint="Keep rules on models of shared apps only, and read per-tenant values with "
+                    "dbrules.annotate_live() or annotate().",
+                    obj=model,
+                    id="dbrules.E015",
+                )
+            )
+    return messages
 
 
 def deferral_messages(plans: Any = None) -> list[checks.CheckMessage]:

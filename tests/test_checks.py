@@ -407,3 +407,13 @@ def test_an_expression_django_cannot_compile_is_refused(app):
     assert "output_field" in error.hint
     item._meta.rules = [dbrules.Derived("label", Concat(Lower("label"), Value("/"), Cast("size", models.CharField())))]
     assert errors_of(item) == []
+
+
+def test_rules_on_a_schema_per_tenant_app_are_refused():
+    """django-tenants creates a TENANT_APPS app's tables in every tenant's
+    schema; dbrules' triggers name one schema."""
+    assert not [e for e in check_rules() if e.id == "dbrules.E015"]
+    with override_settings(TENANT_APPS=["tests.bookstore"], SHARED_APPS=["django.contrib.contenttypes"]):
+        errors = [e for e in check_rules() if e.id == "dbrules.E015"]
+    assert errors and all("is in TENANT_APPS" in e.msg for e in errors), errors
+    assert "DBRULES_SCHEMA = 'public'" in errors[0].msg and "shared apps" in errors[0].hint
