@@ -484,12 +484,67 @@ def _one_row_path(
 
 
 def _group_deltas(plans: list[AggregatePlan], operation: str) -> str:
-    """The per-parent deltas of a statement for rules over one relation."""
-    return render(
+    """The per-parent deltas of a statement for rules over one relation
+    (but the parents it wrote itself: _own_parents_recount)."""
+    deltas = render(
         "aggregate_deltas.sql",
         fk=quoted_column(plans[0].fk),
         signed_rows=SIGNED_ROWS[operation],
         delta_columns=",\n       ".join(c for p in plans for c in _delta_columns(p)),
+    )
+    if not _own_parents(plans, operation):
+        return deltas
+    # An anti-join, not NOT IN: hashed only while it fits in work_mem.
+    key = quoted_column(plans[0].parent_key)
+    written = f"SELECT FROM dbrules_new AS n WHERE n.{key} = d.parent_key"
+    if operation == "update":
+        written += f" AND NOT EXISTS (SELECT FROM dbrules_old AS o WHERE o.{key} = n.{key})"
+    return f"SELECT d.* FROM ({deltas}) AS d\n WHERE NOT EXISTS ({written})"
+
+
+def _own_parents(plans: list[AggregatePlan], operation: str) -> str:
+    """A tree in one table: the parents a statement inserted, or gave a new
+    key, together with children of theirs (a data-only restore or a COPY of
+    a tree in its rows' order; a tree renumbered in one UPDATE). Each such
+    parent computed its values when its row was written (parent_insert.sql,
+    parent_rekey.sql), from the children the statement had written before
+    it; their deltas would count them again."""
+    first = plans[0]
+    if first.child is not first.parent or operation == "delete":
+        return ""
+    key, fk = quoted_column(first.parent_key), quoted_column(first.fk)
+    own = f"SELECT n.{key} FROM dbrules_new AS n WHERE n.{key} IN (SELECT m.{fk} FROM dbrules_new AS m)"
+    if operation == "update":
+        own += f" AND NOT EXISTS (SELECT FROM dbrules_old AS o WHERE o.{key} = n.{key})"
+    return own
+
+
+def _own_parents_recount(plans: list[AggregatePlan], operation: str) -> str:
+    """Recompute the parents _own_parents names from all their children, now
+    that the statement has written every row: rows of this statement, which
+    no other transaction can have locked or changed."""
+    own = _own_parents(plans, operation)
+    if not own:
+        return ""
+    first = plans[0]
+    key, fk = quoted_column(first.parent_key), quoted_column(first.fk)
+    # Guarded: the UPDATE fires this table's statement triggers again, even
+    # for no row, and the deferred branch runs before any test for rows.
+    # Grouped, not a subquery per parent: every such parent has children
+    # (that is how it was chosen), and one pass over them is planned as one.
+    targets = [quoted_column(p.target) for p in plans]
+    assignments = ", ".join(f"{t} = c.{t}" for t in targets)
+    aggregates = ", ".join(f"{_aggregate_sql(p, 'r')} AS {t}" for p, t in zip(plans, targets))
+    return (
+        f"IF EXISTS ({own}) THEN\n"
+        f"    UPDATE {table(first.parent)} AS p\n"
+        f"       SET {assignments}\n"
+        f"      FROM (SELECT r.{fk} AS parent_key, {aggregates}\n"
+        f"              FROM {table(first.child)} AS r\n"
+        f"             WHERE r.{fk} IN ({own})\n"
+        f"             GROUP BY r.{fk}) AS c\n"
+        f"     WHERE p.{key} = c.parent_key;\n"
+        "END IF;"
     )
 
 
@@ -597,9 +652,12 @@ def aggregate_group_triggers(
             counted = any(p.function == "count" and p.value is None and p.condition is None for p in plans)
             check = copy_check(child, copies, operation, folded=True, counted=counted)
         sibling_locks = _sibling_locks(related, operation)
+        recount = _own_parents_recount(plans, operation)
         func = render(
             "aggregate_delta.sql",
-            recheck=recheck_rows(child, operation) if check else "",
+            recheck="\n".join(
+                part for part in (recheck_rows(child, operation) if check else "", recount) if part
+            ),
             sibling_locks=sibling_locks,
             **jit_steps(),
             **_one_row_path(plans, operation, rescans, check, reacting, park),
@@ -610,6 +668,7 @@ def aggregate_group_triggers(
             any_change=any_change,
             several_rows=plans_by_size(
                 _apply_several(plans, operation, deltas, rescans, common, delta_columns, park)
+                + ("\n" + recount if recount else "")
                 + ("\n" + check.rows if check else ""),
                 _written_rows(operation),
             ),
