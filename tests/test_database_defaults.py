@@ -62,6 +62,7 @@ class Book(models.Model):
 
 SCRIPT = '''
 import django; django.setup()
+from tests.project_script import exact as check, sql
 from django.db import connection
 from django.db.models import F
 from django.utils import timezone
@@ -69,12 +70,7 @@ import dbrules
 from shop.models import Author, Book
 
 def exact(step):
-    wrong = [(d.model.__name__, d.field, d.rows) for m in (Author, Book) for d in dbrules.find_drift(m) if d.rows]
-    assert not wrong, f"{step}: {wrong}"
-
-def sql(statement, params=None):
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
+    check(step, Author, Book)
 
 ann, bob = Author.objects.create(name="Ann"), Author.objects.create(name="Bob")
 Book.objects.create(author=ann)  # every default from the database

@@ -38,6 +38,15 @@ COUNT_HEAVY = """
 """
 
 
+def with_copy(meta: str) -> str:
+    """MODELS, its Item (last in it) given a copy of its shelf's name."""
+    return MODELS.format(meta=meta).replace("import Count, Q", "import Count, F, Q") + """
+    shelf_name = models.CharField(max_length=50, default="")
+    class Meta:
+        rules = [dbrules.Derived("shelf_name", F("shelf__name"))]
+"""
+
+
 @pytest.fixture
 def project(tmp_path, django_db_blocker):
     with django_db_blocker.unblock(), throwaway_project(tmp_path, DATABASE) as info:
@@ -141,12 +150,7 @@ def test_altering_the_type_of_a_column_a_trigger_names_keeps_it_installed(projec
     recreated triggers keep the comment that tells them installed, so
     ``dbrules check`` still passes (it exits 1 on an outdated trigger)."""
     root, info = project
-    # Item, last in MODELS, gets a copy of its shelf's name.
-    source = MODELS.format(meta=COUNT_ALL).replace("import Count, Q", "import Count, F, Q") + """
-    shelf_name = models.CharField(max_length=50, default="")
-    class Meta:
-        rules = [dbrules.Derived("shelf_name", F("shelf__name"))]
-"""
+    source = with_copy(COUNT_ALL)
     (root / "shop" / "models.py").write_text(source)
     manage(root, "makemigrations", "shop", "--name", "initial")
     manage(root, "migrate", "shop")
@@ -169,11 +173,7 @@ def test_renaming_a_model_with_rules_migrates_both_ways(project):
     table (named after it, they failed with a KeyError; after it, they
     would miss the renamed table and leave its old triggers counting)."""
     root, info = project
-    source = MODELS.format(meta=COUNT_HEAVY).replace("import Count, Q", "import Count, F, Q") + """
-    shelf_name = models.CharField(max_length=50, default="")
-    class Meta:
-        rules = [dbrules.Derived("shelf_name", F("shelf__name"))]
-"""
+    source = with_copy(COUNT_HEAVY)
     (root / "shop" / "models.py").write_text(source)
     manage(root, "makemigrations", "shop", "--name", "initial")
     manage(root, "migrate", "shop")

@@ -92,17 +92,13 @@ def test_a_tree_in_one_table_stays_exact(project):
 
 ONE_STATEMENT = '''
 import django; django.setup()
+from tests.project_script import exact as check, sql
 from django.db import connection, transaction
 import dbrules
 from shop.models import Category
 
 def exact(step):
-    wrong = [(d.field, d.rows) for d in dbrules.find_drift(Category) if d.rows]
-    assert not wrong, f"{step}: {wrong}"
-
-def sql(statement):
-    with connection.cursor() as cursor:
-        cursor.execute(statement)
+    check(step, Category)
 
 # Children before their parent, in one INSERT: what a COPY of a dumped tree
 # (pg_dump --data-only) or a bulk_create of rows with their keys may do.
