@@ -495,28 +495,43 @@ def _group_deltas(plans: list[AggregatePlan], operation: str) -> str:
     if not _own_parents(plans, operation):
         return deltas
     # An anti-join, not NOT IN: hashed only while it fits in work_mem.
-    key = quoted_column(plans[0].parent_key)
-    written = f"SELECT FROM dbrules_new AS n WHERE n.{key} = d.parent_key"
-    if operation == "update":
-        written += f" AND NOT EXISTS (SELECT FROM dbrules_old AS o WHERE o.{key} = n.{key})"
+    first = plans[0]
+    key, fk = quoted_column(first.parent_key), quoted_column(first.fk)
+    written = (
+        f"SELECT FROM dbrules_new AS n WHERE n.{key} = d.parent_key"
+        f" AND EXISTS (SELECT FROM dbrules_new AS m WHERE m.{fk} = n.{key}){_renumbering(plans, operation)}"
+    )
     return f"SELECT d.* FROM ({deltas}) AS d\n WHERE NOT EXISTS ({written})"
 
 
+def _renumbering(plans: list[AggregatePlan], operation: str) -> str:
+    """For an UPDATE, the condition that it gave some row a key no row had:
+    then every key it wrote may name another row than before (``id = id +
+    1`` moves each key to the next row), and no delta by key is safe."""
+    if operation != "update":
+        return ""
+    key = quoted_column(plans[0].parent_key)
+    return (
+        f" AND EXISTS (SELECT FROM dbrules_new AS k"
+        f" WHERE NOT EXISTS (SELECT FROM dbrules_old AS o WHERE o.{key} = k.{key}))"
+    )
+
+
 def _own_parents(plans: list[AggregatePlan], operation: str) -> str:
-    """A tree in one table: the parents a statement inserted, or gave a new
-    key, together with children of theirs (a data-only restore or a COPY of
-    a tree in its rows' order; a tree renumbered in one UPDATE). Each such
-    parent computed its values when its row was written (parent_insert.sql,
-    parent_rekey.sql), from the children the statement had written before
-    it; their deltas would count them again."""
+    """A tree in one table: the parents a statement inserted, or wrote while
+    it renumbered rows, together with children of theirs (a data-only
+    restore or a COPY of a tree in its rows' order; a tree renumbered in one
+    UPDATE). Each such parent computed its values when its row was written
+    (parent_insert.sql, parent_rekey.sql), from the children the statement
+    had written before it; their deltas would count them again."""
     first = plans[0]
     if first.child is not first.parent or operation == "delete":
         return ""
     key, fk = quoted_column(first.parent_key), quoted_column(first.fk)
-    own = f"SELECT n.{key} FROM dbrules_new AS n WHERE n.{key} IN (SELECT m.{fk} FROM dbrules_new AS m)"
-    if operation == "update":
-        own += f" AND NOT EXISTS (SELECT FROM dbrules_old AS o WHERE o.{key} = n.{key})"
-    return own
+    return (
+        f"SELECT n.{key} FROM dbrules_new AS n WHERE n.{key} IN (SELECT m.{fk} FROM dbrules_new AS m)"
+        + _renumbering(plans, operation)
+    )
 
 
 def _own_parents_recount(plans: list[AggregatePlan], operation: str) -> str:

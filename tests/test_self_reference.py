@@ -140,3 +140,37 @@ def test_a_tree_written_parents_after_children_in_one_statement(project):
     now recomputes such parents from all their children instead."""
     assert migrate_and_run(project, ONE_STATEMENT) == ["3", "2", "2"]
     assert_project_exact(project, rules=4)
+
+
+SHIFT = '''
+import django; django.setup()
+from tests.project_script import exact as check, sql
+from django.db import transaction
+from shop.models import Category
+
+with transaction.atomic():
+    Category.objects.bulk_create([
+        Category(id=10, name="a"), Category(id=11, parent_id=10, name="b"),
+        Category(id=12, parent_id=11, name="c"), Category(id=13, parent_id=12, name="d"),
+        Category(id=20, parent_id=10, name="e"), Category(id=21, parent_id=12, name="f", visible=False),
+    ])
+# Rows laid out by descending key, and read in that order, so that one UPDATE
+# can move every key to the next row: each new key but one is another row's
+# old key, and a delta by key would land on the wrong row.
+sql("CREATE INDEX category_by_key_descending ON shop_category (id DESC)")
+sql("CLUSTER shop_category USING category_by_key_descending")
+with transaction.atomic():
+    sql("SET LOCAL enable_indexscan = off")
+    sql("SET LOCAL enable_bitmapscan = off")
+    sql("UPDATE shop_category SET id = id + 1, parent_id = parent_id + 1")
+check("every key moved to the next row in one UPDATE", Category)
+print(*Category.objects.order_by("id").values_list("num_children", flat=True))
+'''
+
+
+def test_a_tree_whose_keys_all_move_to_the_next_row_in_one_update(project):
+    """New keys that other rows held before the statement: every parent the
+    statement wrote with children of its own is recounted, not just those
+    whose new key is new (before: 4 children where 2 were, and 0 where 1)."""
+    assert migrate_and_run(project, SHIFT) == "2 1 2 0 0 0".split()
+    assert_project_exact(project, rules=4)
