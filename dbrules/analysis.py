@@ -841,7 +841,9 @@ def _analyze_row(
             f"Supported: {SUPPORTED_FORMS}.",
         )
     try:
-        # As annotate() compiles it: the read-time value every check compares with.
+        # As annotate() compiles it, type included: the read-time value every
+        # check compares with.
+        resolved.output_field  # noqa: B018
         query.get_compiler(connection=connections[DEFAULT_DB_ALIAS]).compile(resolved)
     except FieldError as error:
         raise RuleError(

@@ -7,6 +7,7 @@ from typing import Any
 import django
 import pytest
 from django.core import checks
+from django.core.exceptions import FieldError
 from django.db import models
 from django.db.models import Avg, Count, F, Max, Q, Sum, Value, Window
 from django.db.models.functions import Cast, Concat, Lower, Now, Random, RowNumber
@@ -401,7 +402,14 @@ def test_an_expression_django_cannot_compile_is_refused(app):
     """A Concat of text and a number compiles in the trigger but not in
     annotate(): every drift check would fail. Refused, with what to set."""
     parent, item = shop({}, [])
-    item._meta.rules = [dbrules.Derived("label", Concat(Lower("label"), Value("/"), "size"))]
+    mixed = Concat(Lower("label"), Value("/"), "size")
+    try:
+        str(item._default_manager.annotate(mixed=mixed).query)
+    except FieldError:
+        pass
+    else:
+        pytest.skip("this Django casts every part of a Concat to text: annotate() compiles it")
+    item._meta.rules = [dbrules.Derived("label", mixed)]
     error = only_error(item)
     assert error.id == "dbrules.E006" and "mixed types: CharField, IntegerField" in error.msg
     assert "output_field" in error.hint
