@@ -492,7 +492,7 @@ def _group_deltas(plans: list[AggregatePlan], operation: str) -> str:
         signed_rows=SIGNED_ROWS[operation],
         delta_columns=",\n       ".join(c for p in plans for c in _delta_columns(p)),
     )
-    if not _own_parents(plans, operation):
+    if not _writes_own_parents(plans, operation):
         return deltas
     # An anti-join, not NOT IN: hashed only while it fits in work_mem.
     first = plans[0]
@@ -517,6 +517,12 @@ def _renumbering(plans: list[AggregatePlan], operation: str) -> str:
     )
 
 
+def _writes_own_parents(plans: list[AggregatePlan], operation: str) -> bool:
+    """Whether a statement of ``operation`` can write parents of its own
+    rows: an INSERT or UPDATE of a tree in one table."""
+    return plans[0].child is plans[0].parent and operation != "delete"
+
+
 def _own_parents(plans: list[AggregatePlan], operation: str) -> str:
     """A tree in one table: the parents a statement inserted, or wrote while
     it renumbered rows, together with children of theirs (a data-only
@@ -524,9 +530,9 @@ def _own_parents(plans: list[AggregatePlan], operation: str) -> str:
     UPDATE). Each such parent computed its values when its row was written
     (parent_insert.sql, parent_rekey.sql), from the children the statement
     had written before it; their deltas would count them again."""
-    first = plans[0]
-    if first.child is not first.parent or operation == "delete":
+    if not _writes_own_parents(plans, operation):
         return ""
+    first = plans[0]
     key, fk = quoted_column(first.parent_key), quoted_column(first.fk)
     return (
         f"SELECT n.{key} FROM dbrules_new AS n WHERE n.{key} IN (SELECT m.{fk} FROM dbrules_new AS m)"

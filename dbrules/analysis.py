@@ -137,6 +137,15 @@ class RowPlan:
 Plan = Union[AggregatePlan, CopyPlan, RowPlan]
 
 
+def tables_of(plan: Plan) -> list[type[models.Model]]:
+    """The models whose tables the plan's triggers go on."""
+    if isinstance(plan, AggregatePlan):
+        return [plan.parent, plan.child]
+    if isinstance(plan, CopyPlan):
+        return [plan.parent, *(fk.related_model for fk in plan.path)]
+    return [plan.parent]
+
+
 @dataclass
 class ModelRules:
     """All valid plans of one model, and the errors of its invalid rules."""
@@ -206,13 +215,7 @@ def _check_row_key(model: type[models.Model], rule: Derived, plan: Plan) -> None
 def _check_managed(model: type[models.Model], rule: Derived, plan: Plan) -> None:
     """Every table the rule's triggers go on must be one Django migrates:
     they are installed by migrations, which skip unmanaged models."""
-    if isinstance(plan, AggregatePlan):
-        tables = [plan.parent, plan.child]
-    elif isinstance(plan, CopyPlan):
-        tables = [plan.parent, *(fk.related_model for fk in plan.path)]
-    else:
-        tables = [plan.parent]
-    for table_model in tables:
+    for table_model in tables_of(plan):
         if not table_model._meta.managed:
             raise RuleError(
                 "dbrules.E013",

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections, router
 
 from dbrules import installation, maintenance, registry
-from dbrules.analysis import AggregatePlan, CopyPlan, Plan
+from dbrules.analysis import Plan, tables_of
 from dbrules.triggers import CompiledTrigger
 from dbrules.core import describe_expression
 
@@ -217,15 +217,6 @@ class Command(BaseCommand):
                 f"may be wrong. Run `manage.py migrate --database {using}` (after `makemigrations` if the "
                 "rules, or the Django version that compiles them, changed), then `manage.py dbrules repair`."
             )
-
-
-def tables_of(plan: Plan) -> list[Any]:
-    """The models whose tables a plan's triggers go on."""
-    if isinstance(plan, AggregatePlan):
-        return [plan.parent, plan.child]
-    if isinstance(plan, CopyPlan):
-        return [plan.parent, *(fk.related_model for fk in plan.path)]
-    return [plan.parent]
 
 
 def triggers_of(plan: Plan, compiled: tuple[CompiledTrigger, ...]) -> list[CompiledTrigger]:
