@@ -162,9 +162,9 @@ class RuleTrigger(pgtrigger.Trigger):
         self.teardown = teardown
         self.deferrable = deferrable
         self.jit_in_body = jit_in_body
-        for variable in (JIT_VARIABLE, CASCADE_VARIABLE):  # jit_steps, cascade_steps
+        for variable, kind in VARIABLES.items():
             if variable in kwargs["func"]:
-                kwargs["declare"] = [*kwargs.get("declare", []), (variable, "text")]
+                kwargs["declare"] = [*kwargs.get("declare", []), (variable, kind)]
         # Named in pg_catalog throughout, the body needs no pinned
         # search_path, which costs a configuration change per call
         # (dbrules/qualify.py); otherwise it keeps the pin.
@@ -359,6 +359,12 @@ def jit_steps() -> dict[str, str]:
 # depth the UPDATE's triggers fire at, which no other statement's share.
 CASCADE_SETTING = "dbrules.cascading"
 CASCADE_VARIABLE = "dbrules_cascading"
+# The caller's planner settings while plans_by_size holds them.
+PLANNER_VARIABLE = "dbrules_planner"
+
+# Variables a body may use, declared by RuleTrigger where it does: jit_steps,
+# cascade_steps, plans_by_size.
+VARIABLES = {JIT_VARIABLE: "text", CASCADE_VARIABLE: "text", PLANNER_VARIABLE: "text[]"}
 
 
 def cascade_mark(model: type[models.Model], field: models.Field) -> str:
@@ -480,8 +486,22 @@ def null_safe_equal(a: str, b: str) -> str:
 FEW_ROWS = 64
 
 
-def plans_by_size(statements: str, rows: str) -> str:
+def plans_by_size(statements: str, rows: str, by_index: bool = True) -> str:
     """``statements`` (for a statement of several rows of the transition
-    table ``rows``) in two copies, each cached with plans for its own sizes."""
-    statements = textwrap.indent(statements, "    ")
-    return render("plans_by_size.sql", statements=statements, rows=rows, offset=str(FEW_ROWS - 1))
+    table ``rows``) in two copies, each cached with plans for its own sizes;
+    with ``by_index``, the copy for few rows reads every table by index
+    (index_plans.sql). Statements that one-row statements run too go
+    without: setting the planner costs more than their one-row plan needs."""
+    save, for_many, for_few, restore = (
+        render("index_plans.sql", saved=PLANNER_VARIABLE).splitlines() if by_index else ["", "", "", ""]
+    )
+    return render(
+        "plans_by_size.sql",
+        statements=textwrap.indent(statements, "    "),
+        rows=rows,
+        offset=str(FEW_ROWS - 1),
+        save=save,
+        for_many=for_many,
+        for_few=for_few,
+        restore=restore,
+    )

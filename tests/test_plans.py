@@ -291,3 +291,31 @@ def test_a_deferred_commit_reads_its_parked_rows_once(outside):
         read = entries_read() - before
         assert read <= 10 * N, f"{large[:40]}...: the commit read {read} entries of the pending tables' indexes"
     assert_exact(Shelf, ShelfItem)
+
+
+def test_statements_of_few_rows_after_their_parents_grew(session, outside):
+    """A statement of several rows, fewer than FEW_ROWS, runs on the plans
+    of the first such statement of the session. An import that adds parents
+    and their children in turn, into new tables, had them made while the
+    parents were a few rows: hash joins over a scan of the parent table,
+    which each later statement scanned in full (three times per insert),
+    until an ANALYZE. The copy for few rows reaches every table by index
+    (plans_by_size.sql)."""
+    shelf, item = table(Shelf), table(ShelfItem)
+    _, paths = shelf_paths()
+    session.run(f"TRUNCATE {shelf}, {item} RESTART IDENTITY CASCADE")
+    outside.execute(f"ALTER TABLE {shelf} SET (autovacuum_enabled = false)")  # no ANALYZE meanwhile
+    try:
+        session.run(f"INSERT INTO {shelf} (name, num_items) SELECT 'shelf ' || i, 0 FROM generate_series(1, 5) AS i")
+        session.run(*(path(ROWS["small"]) for path in paths))
+        grown = 10 * N
+        outside.execute(
+            f"INSERT INTO {shelf} (name, num_items) SELECT 'shelf ' || i, 0 FROM generate_series(6, {grown}) AS i"
+        )
+        session.plans.clear()
+        session.run(*(path(ROWS["small"]) for path in paths))
+        heavy = session.heaviest_nodes(grown // 10)
+        assert not heavy, "two-row statements, plan nodes visiting too many rows:\n" + "\n".join(map(str, heavy))
+    finally:
+        outside.execute(f"ALTER TABLE {shelf} RESET (autovacuum_enabled)")
+    assert_exact(Shelf, ShelfItem)
