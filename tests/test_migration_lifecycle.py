@@ -210,3 +210,32 @@ def test_renaming_a_model_with_rules_migrates_both_ways(project):
     assert counts(info) == [("a", 7), ("b!!", 6)]
     manage(root, "migrate", "shop")
     assert triggers(info) == installed
+
+
+def test_squashed_migrations_install_the_rules_of_the_last_one(project):
+    """squashmigrations keeps every trigger operation of the migrations it
+    replaces, backfills included; a new database migrated from the squashed
+    migration alone ends with the triggers of the last one, exact."""
+    root, info = project
+    step(root, NO_RULE, "initial")
+    step(root, COUNT_ALL, "count_all")
+    (root / "shop" / "models.py").write_text(with_copy(COUNT_HEAVY))
+    manage(root, "makemigrations", "shop", "--name", "count_heavy_copy")
+    manage(root, "migrate", "shop")
+    installed = triggers(info)
+    manage(root, "squashmigrations", "shop", "0003", "--noinput")
+    manage(root, "migrate", "shop", "zero")
+    assert triggers(info) == 0
+    for replaced in (root / "shop" / "migrations").glob("000[123]_[!s]*.py"):
+        replaced.unlink()  # what Django says to do once every database has moved on
+    assert "0001_squashed_0003" in manage(root, "showmigrations", "shop")
+    manage(root, "migrate", "shop")
+    assert "No changes detected" in manage(root, "makemigrations", "--check", "--dry-run")
+    assert triggers(info) == installed
+    with psycopg.connect(**info) as conn:
+        conn.execute("INSERT INTO shop_shelf (id, name, num_items) VALUES (1, 'a', 0), (2, 'b', 0)")
+        conn.execute("INSERT INTO shop_item (shelf_id, heavy) SELECT 1 + g % 2, g % 3 = 0 FROM generate_series(1, 30) g")
+        conn.execute("UPDATE shop_shelf SET name = 'c' WHERE id = 2")
+        assert conn.execute("SELECT DISTINCT shelf_name FROM shop_item ORDER BY 1").fetchall() == [("a",), ("c",)]
+    assert counts(info) == [("a", 5), ("c", 5)]
+    assert "no drift in 2 rule(s)" in manage(root, "dbrules", "check")
