@@ -425,3 +425,36 @@ def test_rules_on_a_schema_per_tenant_app_are_refused():
         errors = [e for e in check_rules() if e.id == "dbrules.E015"]
     assert errors and all("is in TENANT_APPS" in e.msg for e in errors), errors
     assert "DBRULES_SCHEMA = 'public'" in errors[0].msg and "shared apps" in errors[0].hint
+
+
+def test_a_foreign_key_the_triggers_look_rows_up_by_wants_an_index(app):
+    """Without an index every lookup by the key reads the whole table: a
+    warning names the key, its column and the rules, once per key."""
+    from dbrules.checks import index_messages
+
+    unindexed = {"shelf": models.ForeignKey("Shelf", related_name="items", on_delete=models.CASCADE, db_index=False)}
+    parent, child = shop(
+        {"n": models.IntegerField(default=0), "top": models.IntegerField(null=True)},
+        [dbrules.Derived("n", Count("items")), dbrules.Derived("top", Max("items__size"))],
+        child_fields={**unindexed, "shelf_name": models.CharField(max_length=20, default="")},
+    )
+    copy = dbrules.Derived("shelf_name", F("shelf__name"))
+    plans = [analyze(parent, r) for r in parent._meta.rules] + [analyze(child, copy)]
+    [warning] = index_messages(plans)
+    assert warning.id == "dbrules.W001" and warning.level == checks.WARNING and warning.obj is child
+    assert "bookstore.Item.shelf (column shelf_id) has no index" in warning.msg
+    for rule in ("bookstore.Shelf.n = Count(items)", "bookstore.Shelf.top = Max(items__size)",
+                 "bookstore.Item.shelf_name = F(shelf__name)"):
+        assert rule in warning.msg
+    assert "add an index that starts with shelf_id" in warning.hint
+
+
+def test_an_index_that_starts_with_the_key_serves_it(app):
+    from dbrules.checks import index_messages
+
+    unindexed = {"shelf": models.ForeignKey("Shelf", related_name="items", on_delete=models.CASCADE, db_index=False)}
+    indexes = [models.Index(fields=["shelf", "size"], name="item_shelf_size")]
+    parent = define("Shelf", {"name": models.CharField(max_length=20), "n": models.IntegerField(default=0)},
+                    [dbrules.Derived("n", Count("items"))])
+    define("Item", {**unindexed, "size": models.IntegerField(default=0)}, [], indexes=indexes)
+    assert index_messages([analyze(parent, r) for r in parent._meta.rules]) == []
