@@ -116,12 +116,23 @@ def outside() -> Iterator[psycopg.Connection]:
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Databases and roles belong to the whole server: their names carry the
+# database the suite was pointed at (and the xdist worker), so two runs on
+# one server at once -- two Django versions, say -- never share one.
+RUN_SUFFIX = "_".join(filter(None, [connection.settings_dict["NAME"], os.environ.get("PYTEST_XDIST_WORKER")]))
+
+
+def scratch_name(base: str) -> str:
+    """``base`` made unique to this run on its server (see RUN_SUFFIX)."""
+    return f"{base}_{RUN_SUFFIX}"
+
 
 @contextmanager
 def throwaway_project(root: Path, database: str, models: str = "", setup_sql: str = "") -> Iterator[dict[str, Any]]:
     """A project of its own (app ``shop``, settings ``throwaway_settings``) on a
     fresh database of the suite's server, dropped afterwards. Yields the
     connection parameters of that database."""
+    database = scratch_name(database)
     info = {**outside_conninfo(), "dbname": "postgres"}
     with psycopg.connect(**info, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

@@ -17,9 +17,9 @@ from django.db import connection, connections, transaction
 
 import dbrules
 from tests.bookstore.models import Author, Book, Loan, Publisher, Reader
-from tests.conftest import assert_exact, outside_conninfo
+from tests.conftest import assert_exact, outside_conninfo, scratch_name
 
-RESTORED = "dbrules_restored"
+RESTORED = scratch_name("dbrules_restored")
 MODELS = (Publisher, Author, Book, Reader, Loan)
 
 

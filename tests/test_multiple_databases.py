@@ -12,10 +12,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.conftest import run_project, throwaway_project
+from tests.conftest import run_project, scratch_name, throwaway_project
 
 DATABASE = "dbrules_routed_default"
-OTHER = "dbrules_routed_other"
+OTHER = scratch_name("dbrules_routed_other")
 
 MODELS = '''
 from django.db import models

@@ -23,10 +23,10 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.conftest import assert_project_exact, run_project, throwaway_project
+from tests.conftest import assert_project_exact, run_project, scratch_name, throwaway_project
 
 DATABASE = "dbrules_partitions"
-ROLE = "dbrules_partition_writer"
+ROLE = scratch_name("dbrules_partition_writer")
 
 MODELS = '''
 from django.db import models

@@ -13,9 +13,9 @@ from django.db import connection, transaction
 from psycopg import errors, sql
 
 from tests.bookstore.models import Author, Book, Loan, Publisher, Reader
-from tests.conftest import assert_exact, outside_conninfo
+from tests.conftest import assert_exact, outside_conninfo, scratch_name
 
-ROLE = "dbrules_book_writer"
+ROLE = scratch_name("dbrules_book_writer")
 BOOK, AUTHOR, LOAN = Book._meta.db_table, Author._meta.db_table, Loan._meta.db_table
 COLUMNS = "author_id, title, pages, published, author_name, title_key, label, size, weight_grams, num_tags"
 
@@ -241,7 +241,7 @@ def test_column_grants_let_a_program_rename_parents_but_not_write_derived_column
     """A program that edits authors' names gets UPDATE on that column only:
     copies follow the rename, derived columns stay out of reach even with
     the repair switch set."""
-    role = "dbrules_author_editor"
+    role = scratch_name("dbrules_author_editor")
     conn = connect_as(
         admin,
         role,
@@ -270,7 +270,7 @@ def test_copy_trigger_without_pinned_search_path_cannot_be_redirected(admin):
     (the pin costs a configuration change per row). It names pg_catalog's
     ``=`` itself, so an operator of the writer's own, first in the writer's
     search_path, never runs with the owner's rights."""
-    role, loan = "dbrules_loan_writer", Loan._meta.db_table
+    role, loan = scratch_name("dbrules_loan_writer"), Loan._meta.db_table
     [(database,)] = admin.execute("SELECT current_database()").fetchall()
     conn = connect_as(
         admin,
