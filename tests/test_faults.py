@@ -104,6 +104,7 @@ def assert_cut_off(conn: psycopg.Connection, timeout: float = 30.0) -> None:
         conn.commit()  # still alive after the timeout: fails the test unless it raises
 
 
+@pytest.mark.restarts_server
 def test_server_crash_and_restart_between_statements(ann):
     """A backend killed with SIGKILL makes PostgreSQL restart: every other
     connection is cut, WAL is replayed and dbrules' unlogged tables of parked
