@@ -14,13 +14,7 @@ from typing import Any
 
 from django.db import models
 
-from dbrules.aggregate_sql import (
-    aggregate_group_triggers,
-    deferred_by_rule,
-    group_reads,
-    parent_triggers,
-    rekey_columns,
-)
+from dbrules.aggregate_sql import aggregate_group_triggers, deferred_by_rule, group_reads
 from dbrules.analysis import AggregatePlan, CopyPlan, Plan, RowPlan
 from dbrules.copy_sql import (
     cascade_writes,
@@ -32,6 +26,7 @@ from dbrules.copy_sql import (
     row_reads,
     row_triggers,
 )
+from dbrules.parent_sql import parent_triggers, rekey_columns
 from dbrules.triggers import CompiledTrigger, cascade_mark
 
 # Migrations name the trigger classes by this module, their first home.
