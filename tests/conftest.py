@@ -117,9 +117,9 @@ def outside() -> Iterator[psycopg.Connection]:
 ROOT = Path(__file__).resolve().parent.parent
 
 # Databases and roles belong to the whole server: their names carry the
-# database the suite was pointed at (and the xdist worker), so two runs on
-# one server at once -- two Django versions, say -- never share one.
-RUN_SUFFIX = "_".join(filter(None, [connection.settings_dict["NAME"], os.environ.get("PYTEST_XDIST_WORKER")]))
+# database the suite was pointed at, so two runs on one server at once --
+# two Django versions, say -- never share one.
+RUN_SUFFIX = connection.settings_dict["NAME"]
 
 
 def scratch_name(base: str) -> str:
