@@ -34,6 +34,9 @@ class Progress:
         print(f"[{self.done:>3}/{self.total}] {elapsed:6.0f}s  {text}", file=sys.stderr, flush=True)
 
 
+SECTIONS = ("bulk", "single", "statements", "reads", "repair", "scaling", "floors")
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m dbrules bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat: checks the benchmark runs")
@@ -48,14 +51,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--statements", type=int, default=10_000,
                         help="one-row statements per server-side timing loop")
     parser.add_argument("--read-books", type=int, default=1_000_000, help="children for the read and repair figures")
-    parser.add_argument("--read-authors", type=int, default=10_000)
+    parser.add_argument("--read-authors", type=int, default=10_000, help="parents for the read and repair figures")
     parser.add_argument("--scaling", default="10000,100000,1000000", help="row counts of the scaling figure")
     parser.add_argument("--bulk-by-key", action="store_true",
                         help="build the bulk_create books and reassign them with author_id=, not the author instance")
-    parser.add_argument("--sections", default="bulk,single,statements,reads,repair,scaling,floors")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated, among {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--chart", type=Path, help="write a PNG chart of the ratios here")
     parser.add_argument("--output", type=Path, help="also write the JSON results here")
     args = parser.parse_args(argv)
+    unknown = [s for s in (part.strip() for part in args.sections.split(",")) if s and s not in SECTIONS]
+    if unknown:
+        parser.error(f"--sections: no section {', '.join(map(repr, unknown))}; choose among {', '.join(SECTIONS)}")
     if args.smoke:
         args.repeat, args.books, args.authors, args.per_row_fraction = 1, 2_000, 50, 1
         args.seconds, args.read_books, args.read_authors, args.scaling = 1, 20_000, 200, "1000,5000"

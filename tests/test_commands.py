@@ -157,3 +157,14 @@ def test_orphaned_triggers_are_listed():
 def test_bad_input_is_a_one_line_error(args, message):
     with pytest.raises(CommandError, match=message):
         run(*args)
+
+
+def test_benchmark_refuses_a_section_it_does_not_have(capsys):
+    """A misspelt section used to run nothing, silently, and exit 0."""
+    from bench.run import parse
+
+    with pytest.raises(SystemExit) as refused:
+        parse(["--sections", "reads,bulks"])
+    assert refused.value.code == 2
+    assert "no section 'bulks'; choose among bulk, single" in capsys.readouterr().err
+    assert parse(["--sections", "reads, repair"]).sections == "reads, repair"
