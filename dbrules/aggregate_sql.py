@@ -838,6 +838,7 @@ def _apply_several(
 
 
 def empty_value_sql(plan: AggregatePlan) -> str:
+    """``plan``'s stored value over no children, as SQL (``AggregatePlan.empty_value``)."""
     return "NULL" if plan.empty_value is None else literal(plan.empty_value)
 
 
