@@ -66,6 +66,12 @@ def _path_lookup(plan: CopyPlan, hop: int, key: str) -> str:
     return lookup
 
 
+def source_lookup(plan: CopyPlan, key: str) -> str:
+    """The copied value for a row whose first hop holds ``key`` (an SQL
+    expression): a scalar subquery along the whole path."""
+    return _path_lookup(plan, 0, key)
+
+
 def _lookup_sql(plan: CopyPlan, row: str) -> str:
     """The copied value for the row ``row`` (an alias), along the FK path."""
     return _path_lookup(plan, 0, f"{row}.{quoted_column(plan.path[0])}")

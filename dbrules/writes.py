@@ -11,9 +11,13 @@ from typing import Any, Callable
 
 import pgtrigger
 from django.db import models
+from django.db.models import Expression, F, Value
+from django.db.models.expressions import CombinedExpression, ExpressionWrapper
+from django.db.models.functions import Cast
 from django.db.models.sql.subqueries import UpdateQuery
 
 from dbrules.analysis import CopyPlan, Plan
+from dbrules.copy_sql import source_lookup
 from dbrules.triggers import CompiledTrigger
 
 _UNKNOWN = object()
@@ -119,10 +123,11 @@ def _pre_save(plan: CopyPlan, original: Callable[[models.Model, bool], Any]) -> 
 
 
 def supply_copies_on_update(copies: list[CopyPlan]) -> None:
-    """``QuerySet.update(author=author)`` sends ``author_name`` too when the
-    instance holds it (and the statement does not set it itself), so that
-    the moved rows skip the row trigger's lookup. Any other value of the
-    ForeignKey (a key, an expression, None) goes as before."""
+    """``QuerySet.update(author=...)`` sends ``author_name`` too, unless the
+    statement sets it itself, so that the moved rows skip the row trigger's
+    lookup: the value when a saved instance holds it in memory, and
+    otherwise a lookup of the source inside the UPDATE (``LookedUpCopy``).
+    ``None`` and other expressions go as before."""
     _SUPPLIED_ON_UPDATE.clear()
     for plan in copies:
         first = plan.path[0]
@@ -143,23 +148,97 @@ def _add_update_values(original: Callable[[UpdateQuery, dict[str, Any]], None]) 
     return add_update_values
 
 
+class LookedUpCopy(Expression):
+    """The copy for rows whose first hop becomes ``key``, read from its
+    source by the UPDATE itself.
+
+    The row trigger would run the same lookup through PL/pgSQL for every
+    moved row; as part of the statement, a key that is a constant is looked
+    up once (an InitPlan), and an expression of the row's own columns costs
+    a subquery per row, about half of the trigger's call. ``moved_only``
+    keeps the copy of rows whose key the expression leaves as it was, which
+    the trigger would not have looked up either.
+    """
+
+    def __init__(self, plan: CopyPlan, key: Any, moved_only: bool) -> None:
+        super().__init__(output_field=plan.target)
+        self.plan = plan
+        self.moved_only = moved_only
+        self.operands = [key, F(plan.path[0].attname), F(plan.target.attname)] if moved_only else [key]
+
+    def get_source_expressions(self) -> list[Any]:
+        return self.operands
+
+    def set_source_expressions(self, exprs: list[Any]) -> None:
+        self.operands = list(exprs)
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        compiled = [compiler.compile(operand) for operand in self.operands]
+        (key, key_params), *row = compiled
+        marker = "__dbrules_key__"
+        # Names and the empty value go into the SQL text, which the driver
+        # formats with the parameters.
+        lookup = source_lookup(self.plan, marker).replace("%", "%%").replace(marker, f"({key})")
+        if not self.moved_only:
+            return lookup, list(key_params)
+        (fk, fk_params), (copy, copy_params) = row
+        sql = f"CASE WHEN ({key}) IS DISTINCT FROM {fk} THEN {lookup} ELSE {copy} END"
+        return sql, [*key_params, *fk_params, *key_params, *copy_params]
+
+
+# Expressions cheap to evaluate a second time, in the copy's lookup: the
+# arithmetic of a move (``shelf_id=F("shelf_id") + 1``). Others (a CASE
+# from bulk_update, a subquery) would cost more than the trigger's lookup.
+_REEVALUATED = (F, Value, CombinedExpression, ExpressionWrapper, Cast)
+
+
+def _reevaluable(expression: Any) -> bool:
+    if isinstance(expression, F):
+        return type(expression) is F  # not an OuterRef
+    if not isinstance(expression, _REEVALUATED):
+        return False
+    return all(_reevaluable(operand) for operand in expression.get_source_expressions())
+
+
+def _supplied_copy(plan: CopyPlan, hops: Hops, related: Any) -> Any:
+    """What an ``update()`` that sets the copy's first hop to ``related``
+    sends for the copy, or ``_UNKNOWN`` to send nothing."""
+    first = plan.path[0]
+    target_attname = hops[0][2]
+    if isinstance(related, models.Model):
+        if related._state.adding:
+            return _UNKNOWN
+        key = related.__dict__.get(target_attname)
+        if key is None:
+            return _UNKNOWN
+        value = copy_in_memory(related, plan, hops[1:])
+        if value is not _UNKNOWN:
+            return value
+        return LookedUpCopy(plan, Value(key, output_field=first.target_field), moved_only=False)
+    if related is None:
+        return _UNKNOWN
+    if not hasattr(related, "resolve_expression"):
+        return LookedUpCopy(plan, Value(related, output_field=first.target_field), moved_only=False)
+    # The expression reads the row: the copy must be on the same table.
+    same_table = first.model._meta.concrete_model is plan.target.model._meta.concrete_model
+    if same_table and _reevaluable(related):
+        return LookedUpCopy(plan, related, moved_only=True)
+    return _UNKNOWN
+
+
 def with_supplied_copies(
     values: dict[str, Any], supplied: list[tuple[CopyPlan, tuple[str, str], Hops]]
 ) -> dict[str, Any]:
-    """``values`` of an ``update()``, with the copies that a ForeignKey set
-    to a saved instance brings in memory."""
+    """``values`` of an ``update()``, with the copies of the ForeignKeys it sets."""
     added: dict[str, Any] = {}
     for plan, names, hops in supplied:
         target = plan.target
         if target.name in values or target.attname in values:
             continue
-        related = next((values[name] for name in names if name in values), None)
-        if not isinstance(related, models.Model) or related._state.adding:
+        name = next((name for name in names if name in values), None)
+        if name is None:
             continue
-        _, _, target_attname = hops[0]
-        if related.__dict__.get(target_attname) is None:
-            continue
-        value = copy_in_memory(related, plan, hops[1:])
+        value = _supplied_copy(plan, hops, values[name])
         if value is not _UNKNOWN:
             added[target.name] = value
     return {**values, **added} if added else values

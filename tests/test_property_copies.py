@@ -1,6 +1,7 @@
 """Random writes that give copies from instances held in memory, fresh or
-stale, beside raw SQL that forges them; after each step every stored value
-equals annotate().
+stale, or have the UPDATE read them (moves by key and by arithmetic), beside
+raw SQL that forges them; after each step every stored value equals
+annotate().
 
 Shelf items and stickers copy a shelf's name (one hop and two), parcels four
 nullable columns of a depot. Their row triggers skip the lookup for rows
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,6 +31,7 @@ operation = st.one_of(
     st.tuples(st.just("bulk_items"), st.lists(st.tuples(ids, st.booleans()), min_size=1, max_size=5)),
     st.tuples(st.just("move_to_instance"), ids, ids),
     st.tuples(st.just("move_by_key"), ids, ids),
+    st.tuples(st.just("move_by_expression"), ids),
     st.tuples(st.just("move_by_save"), ids, ids),
     st.tuples(st.just("rename"), ids, names),
     st.tuples(st.just("rename_by_save"), ids, names),
@@ -42,6 +45,7 @@ operation = st.one_of(
     st.tuples(st.just("raw_forge"), ids, names),
     st.tuples(st.just("parcel"), st.one_of(st.none(), ids)),
     st.tuples(st.just("move_parcels"), ids, st.one_of(st.none(), ids)),
+    st.tuples(st.just("move_parcels_by_key"), ids),
     st.tuples(st.just("rename_depot"), ids, st.one_of(st.none(), names)),
     st.tuples(st.just("deferred_moves"), ids, ids),
 )
@@ -80,6 +84,11 @@ def apply(op: tuple, memory: Memory) -> None:
         ShelfItem.objects.filter(pk__gte=pick(rows, args[0])).update(shelf=pick(shelves, args[1]))
     elif kind == "move_by_key" and rows:
         ShelfItem.objects.filter(pk__lte=pick(rows, args[0])).update(shelf_id=pick(shelves, args[1]).pk)
+    elif kind == "move_by_expression" and rows:
+        # Every row to the next of the three shelves (created with consecutive keys).
+        low = min(shelf.pk for shelf in shelves)
+        step = (F("shelf_id") - low + 1) % len(shelves) + low
+        ShelfItem.objects.filter(pk__gte=pick(rows, args[0])).update(shelf_id=step)
     elif kind == "move_by_save" and memory.live_items():
         item = pick(memory.live_items(), args[0])
         item.shelf = pick(shelves, args[1])
@@ -125,6 +134,8 @@ def apply(op: tuple, memory: Memory) -> None:
         if parcels:
             depot = None if args[1] is None else pick(depots, args[1])
             Parcel.objects.filter(pk__gte=pick(parcels, args[0])).update(depot=depot)
+    elif kind == "move_parcels_by_key":
+        Parcel.objects.update(depot_id=pick(depots, args[0]).pk)
     elif kind == "rename_depot":
         Depot.objects.filter(pk=pick(depots, args[0]).pk).update(name=args[1])
     elif kind == "deferred_moves":

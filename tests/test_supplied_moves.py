@@ -2,7 +2,8 @@
 
 ``QuerySet.update(shelf=shelf)`` and ``item.shelf = shelf; item.save()``
 send the copy with the new key when the instance holds its source in memory,
-and any program may send one; then the BEFORE UPDATE row trigger does not
+``update()`` by key or by arithmetic reads it in the statement, and any
+program may send one; then the BEFORE UPDATE row trigger does not
 look the source up, and the statement's copy check compares every copy of
 every moved row with its source and rewrites the wrong ones. Whatever was
 supplied -- right, stale, forged, partial, or pointing at a parent not
@@ -15,8 +16,9 @@ from typing import Any, Callable
 
 import psycopg
 import pytest
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Subquery
+from django.test.utils import CaptureQueriesContext
 
 import dbrules
 from dbrules import registry
@@ -57,12 +59,69 @@ def test_update_to_an_instance_sends_the_copy_and_skips_the_lookup(shelves):
     assert_exact(Shelf, ShelfItem)
 
 
-def test_update_by_key_or_expression_looks_each_row_up(shelves):
+def test_update_by_key_or_expression_reads_the_copy_in_the_statement(shelves):
+    """A key, or arithmetic on the row's own columns: the UPDATE reads the
+    new shelf's name itself, and the row trigger is not called."""
     first, second, third = shelves
-    assert lookups_of_update(ShelfItem, lambda: ShelfItem.objects.filter(shelf=first).update(shelf_id=third.pk)) == 4
+    assert lookups_of_update(ShelfItem, lambda: ShelfItem.objects.filter(shelf=first).update(shelf_id=third.pk)) == 0
+    assert set(ShelfItem.objects.filter(shelf=third).values_list("shelf_name", flat=True)) == {"Shelf 2"}
     step = F("shelf_id") + (third.pk - second.pk)
-    assert lookups_of_update(ShelfItem, lambda: ShelfItem.objects.filter(shelf=second).update(shelf_id=step)) == 4
+    assert lookups_of_update(ShelfItem, lambda: ShelfItem.objects.filter(shelf=second).update(shelf_id=step)) == 0
     assert set(ShelfItem.objects.values_list("shelf_name", flat=True)) == {"Shelf 2"}
+    assert lookups_of_update(ShelfItem, lambda: ShelfItem.objects.update(shelf=first.pk)) == 0
+    assert set(ShelfItem.objects.values_list("shelf_name", flat=True)) == {"Shelf 0"}
+    assert_exact(Shelf, ShelfItem)
+
+
+def test_the_statement_looks_a_key_up_once_and_an_expression_for_moved_rows(shelves):
+    first, second, _ = shelves
+    with CaptureQueriesContext(connection) as by_key:
+        ShelfItem.objects.filter(shelf=first).update(shelf_id=second.pk)
+    [update] = [q["sql"] for q in by_key.captured_queries if q["sql"].startswith("UPDATE")]
+    assert '"shelf_name" = coalesce((SELECT t1."name" FROM' in update and "CASE" not in update
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {update}")
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "InitPlan" in plan and "SubPlan" not in plan  # once per statement
+    # Half the rows stay on their shelf: they keep their copy, unread.
+    stay_or_move = F("shelf_id") - F("shelf_id") + first.pk
+    with CaptureQueriesContext(connection) as by_expression:
+        assert lookups_of_update(ShelfItem, lambda: ShelfItem.objects.update(shelf_id=stay_or_move)) == 0
+    [update] = [q["sql"] for q in by_expression.captured_queries if q["sql"].startswith("UPDATE")]
+    assert '"shelf_name" = CASE WHEN' in update and "IS DISTINCT FROM" in update
+    assert set(ShelfItem.objects.values_list("shelf_name", flat=True)) == {"Shelf 0"}
+    assert_exact(Shelf, ShelfItem)
+
+
+def test_an_instance_without_its_source_in_memory_is_looked_up_by_the_statement(shelves):
+    first, _, third = shelves
+    bare = Shelf.objects.only("pk").get(pk=third.pk)
+    assert lookups_of_update(ShelfItem, lambda: ShelfItem.objects.filter(shelf=first).update(shelf=bare)) == 0
+    assert set(ShelfItem.objects.filter(shelf=third).values_list("shelf_name", flat=True)) == {"Shelf 2"}
+    assert_exact(Shelf, ShelfItem)
+
+
+def test_other_expressions_and_bulk_update_leave_the_lookup_to_the_trigger(shelves):
+    """A CASE (what bulk_update writes) or a subquery would cost more twice
+    than the trigger's lookup: sent as they are, each moved row looked up."""
+    first, second, third = shelves
+    items = list(ShelfItem.objects.filter(shelf=first))
+    for item in items:
+        item.shelf = third
+    assert lookups_of_update(ShelfItem, lambda: ShelfItem.objects.bulk_update(items, ["shelf"])) == len(items)
+    newest = Subquery(Shelf.objects.order_by("-pk").values("pk")[:1])
+    assert lookups_of_update(ShelfItem, lambda: ShelfItem.objects.filter(shelf=second).update(shelf_id=newest)) == 4
+    assert set(ShelfItem.objects.values_list("shelf_name", flat=True)) == {"Shelf 2"}
+    assert_exact(Shelf, ShelfItem)
+
+
+def test_a_renamed_source_is_read_by_the_statement(shelves, outside):
+    """The lookup runs in the statement, after another program's rename
+    committed: the new name, with nothing for the check to rewrite."""
+    first, _, third = shelves
+    outside.execute(f"UPDATE {SHELF} SET name = 'Renamed' WHERE id = %s", [third.pk])
+    ShelfItem.objects.filter(shelf=first).update(shelf_id=third.pk)
+    assert set(ShelfItem.objects.filter(shelf=third).values_list("shelf_name", flat=True)) == {"Renamed"}
     assert_exact(Shelf, ShelfItem)
 
 
@@ -186,10 +245,13 @@ def test_a_move_to_a_parent_another_transaction_has_not_committed(rows, supplied
     assert_exact(Shelf, ShelfItem)
 
 
-def test_a_move_to_a_parent_inserted_later_in_the_same_transaction(shelves):
+@pytest.mark.parametrize("given", [{"shelf_name": "Later"}, {}], ids=["copy given", "key alone"])
+def test_a_move_to_a_parent_inserted_later_in_the_same_transaction(given, shelves):
+    """By key alone, the statement's lookup finds no shelf yet and sends the
+    empty value; the check notes the rows for the commit."""
     first = shelves[0]
     with transaction.atomic():
-        ShelfItem.objects.filter(shelf=first).update(shelf_id=9401, shelf_name="Later")
+        ShelfItem.objects.filter(shelf=first).update(shelf_id=9401, **given)
         Shelf.objects.create(pk=9401, name="Later")
     assert set(ShelfItem.objects.filter(shelf_id=9401).values_list("shelf_name", flat=True)) == {"Later"}
     assert_exact(Shelf, ShelfItem)
@@ -217,9 +279,10 @@ def test_a_move_off_the_parent_with_another_copy_given(rows, outside):
 
 def test_a_copy_two_hops_away_is_sent_when_both_hops_are_in_memory(outside):
     """Sticker copies its item's shelf's name. ``update(item=item)`` and
-    ``Sticker(item=item)`` send it when the item holds its shelf; an item
-    loaded alone leaves the trigger to look it up. A stale shelf in memory
-    is corrected by the check."""
+    ``Sticker(item=item)`` send it when the item holds its shelf; for an
+    item loaded alone, the insert leaves the trigger to look it up and the
+    update joins both hops itself. A stale shelf in memory is corrected by
+    the check."""
     from tests.bookstore.models import Sticker
 
     first, second = Shelf.objects.create(name="First"), Shelf.objects.create(name="Second")
@@ -233,8 +296,8 @@ def test_a_copy_two_hops_away_is_sent_when_both_hops_are_in_memory(outside):
     assert lookups_of_update(Sticker, lambda: Sticker.objects.filter(item=near).update(item=far)) == 0
     assert set(Sticker.objects.values_list("shelf_name", flat=True)) == {"Second"}
     assert_exact(Shelf, ShelfItem, Sticker)
-    near_alone = ShelfItem.objects.get(pk=near.pk)  # its shelf not loaded: each row looked up
-    assert lookups_of_update(Sticker, lambda: Sticker.objects.update(item=near_alone)) == 4
+    near_alone = ShelfItem.objects.get(pk=near.pk)  # its shelf not loaded: the statement joins it
+    assert lookups_of_update(Sticker, lambda: Sticker.objects.update(item=near_alone)) == 0
     assert set(Sticker.objects.values_list("shelf_name", flat=True)) == {"First"}
     outside.execute(f"UPDATE {SHELF} SET name = 'Renamed' WHERE id = %s", [second.pk])
     sticker = Sticker.objects.first()
