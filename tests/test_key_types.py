@@ -1,7 +1,8 @@
 """Parents keyed by text, by uuid and through a ForeignKey's to_field, in a
 throwaway project: counts, sums and copies over each, including a key that
-changes while its children follow it in the same transaction, and copies
-two hops away, through a nullable second hop and from a row written before
+changes while its children follow it in the same transaction, moves by
+text, uuid and to_field keys whose copies the UPDATE reads, and copies two
+hops away, through a nullable second hop and from a row written before
 its first hop."""
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Tag(models.Model):
 SCRIPT = '''
 import django; django.setup()
 from django.db import connection, transaction
+from django.db.models import F
 from shop.models import Shelf, Crate, Brand, Item, Tag
 a, b = Shelf.objects.create(code="A-1"), Shelf.objects.create(code="B-2")
 c1, c2 = Crate.objects.create(label="one"), Crate.objects.create(label="two")
@@ -79,6 +81,10 @@ Item.objects.bulk_create([
     for i in range(12)
 ])
 Item.objects.filter(weight__lt=4).update(shelf=b, crate=None, brand=zeta)
+kilo, c3 = Brand.objects.create(slug="kilo", name="Kilo"), Crate.objects.create(label="three")
+Item.objects.filter(weight=8).update(brand_id="kilo")  # a to_field key: the UPDATE reads the name
+Item.objects.filter(weight=9).update(crate_id=c3.pk)  # a uuid key
+Item.objects.filter(weight=10).update(brand_id=F("brand_id"))  # arithmetic that moves nothing
 Crate.objects.filter(pk=c2.pk).update(label="deux")
 Brand.objects.filter(pk=zeta.pk).update(name="Zed")
 Item.objects.filter(weight=11).delete()
@@ -88,6 +94,7 @@ with transaction.atomic(), connection.cursor() as cur:  # keys change, children 
     cur.execute("UPDATE shop_item SET brand_id = 'acme-2' WHERE brand_id = 'acme'")
     cur.execute("UPDATE shop_brand SET slug = 'acme-2' WHERE slug = 'acme'")
 Tag.objects.bulk_create([Tag(item=i) for i in Item.objects.all()])  # some items have no crate
+Tag.objects.filter(item__weight=6).update(item_id=Item.objects.get(weight=9).pk)  # two hops, by key
 with transaction.atomic(), connection.cursor() as cur:  # a tag before its item
     cur.execute("INSERT INTO shop_tag (item_id, crate_label, brand_slug) VALUES (5000, 'x', 'x')")
     cur.execute("INSERT INTO shop_item (id, shelf_id, crate_id, brand_id, weight, crate_label, brand_name) "
