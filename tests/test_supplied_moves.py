@@ -216,13 +216,15 @@ def test_copies_with_no_count_on_their_first_hop_are_checked_alike(outside):
     assert_exact(Book, Loan, Reader)
 
 
-def test_a_deferred_transaction_looks_copies_up_at_once(shelves, outside):
+@pytest.mark.parametrize("by", ["instance", "key", "expression"])
+def test_a_deferred_transaction_looks_copies_up_at_once(by, shelves, outside):
     """Deferred, the copy check waits for the commit: a supplied copy is
     looked up all the same, so the transaction reads it right before then."""
-    first, _, third = shelves
+    first, second, third = shelves
     outside.execute(f"UPDATE {SHELF} SET name = 'Renamed' WHERE id = %s", [third.pk])
+    value = {"instance": third, "key": third.pk, "expression": F("shelf_id") + (third.pk - first.pk)}[by]
     with dbrules.deferred():
-        ShelfItem.objects.filter(shelf=first).update(shelf=third)
+        assert lookups_of_update(ShelfItem, lambda: ShelfItem.objects.filter(shelf=first).update(shelf=value)) == 4
         assert set(ShelfItem.objects.filter(shelf=third).values_list("shelf_name", flat=True)) == {"Renamed"}
     assert_exact(Shelf, ShelfItem)
 
