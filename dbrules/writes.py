@@ -2,7 +2,8 @@
 
 Derived columns are the database's, but an INSERT or UPDATE goes through
 Django's own field machinery first: these hooks make it send a copy whose
-source it already holds in memory, and read back what the triggers stored.
+source it already holds in memory (or, for a move, have the UPDATE read
+it), and read back what the triggers stored.
 """
 
 from __future__ import annotations
