@@ -89,6 +89,7 @@ class Review(models.Model):
 SCRIPT = '''
 import django; django.setup()
 from django.db import connection, transaction
+from django.db.models import F
 import dbrules
 from shop.models import Author, Genre, Item, Ebook, Audiobook, Pen, Review
 Genre.objects.bulk_create([Genre(name="Poetry"), Genre(name="Drama")])
@@ -112,6 +113,8 @@ with transaction.atomic(), connection.cursor() as cur:  # the child's row before
                 "VALUES (9000, %s, 7, 'x', 'x', 'x')", [a.pk])
     cur.execute("INSERT INTO shop_item (id, author_id, title, author_name) VALUES (9000, %s, 'Raw', 'x')", [b.pk])
 Review.objects.create(ebook_id=9000)
+Review.objects.filter(ebook_id=first.pk).update(ebook_id=first.pk)  # the UPDATE reads the title up the parent link
+Ebook.objects.filter(size_mb=2).update(owner_id=F("owner_id"))  # the child's own key, by expression
 Ebook.objects.filter(title="E3").delete()  # both rows
 Item.objects.filter(title="Plain").delete()
 a.refresh_from_db(); b.refresh_from_db()
