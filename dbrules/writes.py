@@ -60,22 +60,32 @@ def copy_in_memory(instance: models.Model, plan: CopyPlan, hops: Hops) -> Any:
     it, or ``_UNKNOWN`` where that would take a query (a relation or the
     source field not loaded) or may not be what the database has (an
     unsaved instance, a ForeignKey changed since the instance was cached)."""
-    current: models.Model = instance
-    for cache_name, attname, target_attname in hops:
-        related = current._state.fields_cache.get(cache_name)
-        if related is None or related._state.adding:
+    return memory_reader(plan, hops)(instance)
+
+
+def memory_reader(plan: CopyPlan, hops: Hops) -> Callable[[models.Model], Any]:
+    """``copy_in_memory`` for one copy, its names looked up once: a
+    ``bulk_create`` runs it for every row."""
+    source, limit = plan.source.attname, plan.target.max_length
+
+    def read(instance: models.Model) -> Any:
+        current = instance
+        for cache_name, attname, target_attname in hops:
+            related = current._state.fields_cache.get(cache_name)
+            if related is None or related._state.adding:
+                return _UNKNOWN
+            key = current.__dict__.get(attname, _UNKNOWN)
+            if key is _UNKNOWN or key != related.__dict__.get(target_attname, _UNKNOWN):
+                return _UNKNOWN
+            current = related
+        value = current.__dict__.get(source, _UNKNOWN)
+        if value is None:
             return _UNKNOWN
-        key = current.__dict__.get(attname, _UNKNOWN)
-        if key is _UNKNOWN or key != related.__dict__.get(target_attname, _UNKNOWN):
+        if limit is not None and isinstance(value, str) and len(value) > limit:
             return _UNKNOWN
-        current = related
-    value = current.__dict__.get(plan.source.attname, _UNKNOWN)
-    if value is None:
-        return _UNKNOWN
-    limit = plan.target.max_length
-    if limit is not None and isinstance(value, str) and len(value) > limit:
-        return _UNKNOWN
-    return value
+        return value
+
+    return read
 
 
 def _supplying(compiled: tuple[CompiledTrigger, ...]) -> list[CopyPlan]:
@@ -111,13 +121,16 @@ def supply_copies_on_save(copies: list[CopyPlan]) -> None:
 
 
 def _pre_save(plan: CopyPlan, original: Callable[[models.Model, bool], Any]) -> Callable[[models.Model, bool], Any]:
-    attname, hops = plan.target.attname, _hops(plan)
+    attname, read = plan.target.attname, memory_reader(plan, _hops(plan))
+    # Field.pre_save only reads the attribute back: the value set is its answer.
+    reads_back = getattr(original, "__func__", None) is models.Field.pre_save
 
     def pre_save(model_instance: models.Model, add: bool) -> Any:
-        value = copy_in_memory(model_instance, plan, hops)
-        if value is not _UNKNOWN:
-            setattr(model_instance, attname, value)
-        return original(model_instance, add)
+        value = read(model_instance)
+        if value is _UNKNOWN:
+            return original(model_instance, add)
+        setattr(model_instance, attname, value)
+        return value if reads_back else original(model_instance, add)
 
     pre_save.dbrules_original = original  # type: ignore[attr-defined]
     return pre_save
