@@ -55,17 +55,13 @@ def _hops(plan: CopyPlan) -> Hops:
     ]
 
 
-def copy_in_memory(instance: models.Model, plan: CopyPlan, hops: Hops) -> Any:
-    """The copy's value as the related instances cached on ``instance`` hold
-    it, or ``_UNKNOWN`` where that would take a query (a relation or the
-    source field not loaded) or may not be what the database has (an
-    unsaved instance, a ForeignKey changed since the instance was cached)."""
-    return memory_reader(plan, hops)(instance)
-
-
 def memory_reader(plan: CopyPlan, hops: Hops) -> Callable[[models.Model], Any]:
-    """``copy_in_memory`` for one copy, its names looked up once: a
-    ``bulk_create`` runs it for every row."""
+    """A function of an instance: the copy's value as the related instances
+    cached on it along ``hops`` hold it, or ``_UNKNOWN`` where that would
+    take a query (a relation or the source field not loaded) or may not be
+    what the database has (an unsaved instance, a ForeignKey changed since
+    the instance was cached). Names are looked up once: a ``bulk_create``
+    runs it for every row."""
     source, limit = plan.source.attname, plan.target.max_length
 
     def read(instance: models.Model) -> Any:
@@ -218,17 +214,15 @@ def _supplied_copy(plan: CopyPlan, hops: Hops, related: Any) -> Any:
     """What an ``update()`` that sets the copy's first hop to ``related``
     sends for the copy, or ``_UNKNOWN`` to send nothing."""
     first = plan.path[0]
-    target_attname = hops[0][2]
     if isinstance(related, models.Model):
         if related._state.adding:
             return _UNKNOWN
-        key = related.__dict__.get(target_attname)
-        if key is None:
-            return _UNKNOWN
-        value = copy_in_memory(related, plan, hops[1:])
-        if value is not _UNKNOWN:
-            return value
-        return LookedUpCopy(plan, Value(key, output_field=first.target_field), moved_only=False)
+        key = related.__dict__.get(hops[0][2])
+        if key is not None:
+            value = memory_reader(plan, hops[1:])(related)
+            if value is not _UNKNOWN:
+                return value
+        related = key  # the source not in memory: looked up by the key
     if related is None:
         return _UNKNOWN
     if not hasattr(related, "resolve_expression"):
