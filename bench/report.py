@@ -50,6 +50,16 @@ def add_ratios(results: dict[str, Any]) -> None:
                 }
                 figures["ratios"] = {script: ratio for script, (ratio, _, _) in paired.items()}
                 figures["ratio_ranges"] = {script: [low, high] for script, (_, low, high) in paired.items()}
+    connections = results.get("connections")
+    if connections:
+        # Paired connection by connection: the variants took turns.
+        base = connections["no rules"]["per_connection"]
+        for figures in connections.values():
+            for script, runs in figures["per_connection"].items():
+                figures[script]["added"] = {
+                    run: statistics.median(ms - ref for ms, ref in zip(runs[run], base[script][run]))
+                    for run in ("first", "again")
+                }
     if "reads" in results:
         r = results["reads"]
         r["speedup"] = r["annotate"] / r["stored"]
@@ -100,7 +110,7 @@ def total_drift(results: dict[str, Any]) -> int:
     """Wrong values left by any maintaining variant (the no-rules reference
     maintains nothing, so its columns are expected to be stale)."""
     drift = 0
-    for section in ("bulk", "single", "statements"):
+    for section in ("bulk", "single", "statements", "connections"):
         drift += sum(v.get("drift", 0) for k, v in results.get(section, {}).items() if k != "no rules")
     for section in ("reads", "repair", "floors"):
         drift += results.get(section, {}).get("drift", 0)
@@ -178,6 +188,22 @@ def tables(results: dict[str, Any]) -> str:
         s = results["settings"]
         out += ["", f"Single-row writes, server time per statement: {s['statements']:,} statements each "
                 f"committed in a PL/pgSQL loop (median of {s['repeat']}, ratios per round as throughput)",
+                _table(["statement"] + variants, rows)]
+    connections = results.get("connections")
+    if connections:
+        variants = list(connections)
+        rows = []
+        for script in connections["no rules"]["per_connection"]:
+            for run, label in (("first", "first in the connection"), ("again", "then again")):
+                rows.append([f"one-row {script}, {label}"] + [
+                    f"{connections[v][script][run]:.2f} ms"
+                    + (f" ({connections[v][script]['added'][run]:+.2f})" if v != "no rules" else "")
+                    for v in variants
+                ])
+        rows.append(["drift after the run"] + [_drift(connections, v) for v in variants])
+        out += ["", f"First writes: each statement first in a new connection, then again on other rows "
+                f"(median of {results['settings']['connections']} connections per variant and statement; "
+                f"in parentheses, the median difference from the no-rules connection beside it)",
                 _table(["statement"] + variants, rows)]
     if "reads" in results:
         r = results["reads"]

@@ -34,7 +34,7 @@ class Progress:
         print(f"[{self.done:>3}/{self.total}] {elapsed:6.0f}s  {text}", file=sys.stderr, flush=True)
 
 
-SECTIONS = ("bulk", "single", "statements", "reads", "repair", "scaling", "floors")
+SECTIONS = ("bulk", "single", "statements", "connections", "reads", "repair", "scaling", "floors")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -50,6 +50,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=4, help="pgbench clients")
     parser.add_argument("--statements", type=int, default=10_000,
                         help="one-row statements per server-side timing loop")
+    parser.add_argument("--connections", type=int, default=50,
+                        help="new connections per variant and statement for the first-write figures")
     parser.add_argument("--read-books", type=int, default=1_000_000, help="children for the read and repair figures")
     parser.add_argument("--read-authors", type=int, default=10_000, help="parents for the read and repair figures")
     parser.add_argument("--scaling", default="10000,100000,1000000", help="row counts of the scaling figure")
@@ -66,7 +68,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.repeat, args.books, args.authors, args.per_row_fraction = 1, 2_000, 50, 1
         args.seconds, args.read_books, args.read_authors, args.scaling = 1, 20_000, 200, "1000,5000"
-        args.statements = 200
+        args.statements, args.connections = 200, 3
     return args
 
 
@@ -220,6 +222,25 @@ def bench_statements(args: argparse.Namespace, url: str, db: str, progress: Prog
     return summary
 
 
+def bench_connections(args: argparse.Namespace, url: str, db: str, progress: Progress) -> dict[str, Any]:
+    """The single-row statements, each first in a new connection and then
+    again (workloads.first_writes)."""
+    for variant in SINGLE_VARIANTS:
+        progress.step(f"first-write setup {variant}")
+        worker(url, db, task="single_row_setup", variant=variant, n=args.books, parents=args.authors)
+    progress.step(f"first writes: {args.connections} new connections per variant and statement")
+    measured = worker(url, db, task="first_writes", variants=SINGLE_VARIANTS, connections=args.connections,
+                      parents=args.authors, books=args.books)
+    return {
+        variant: {
+            "per_connection": measured["ms"][variant],
+            **{script: {run: median(ms) for run, ms in runs.items()} for script, runs in measured["ms"][variant].items()},
+            "drift": measured["drift"][variant],
+        }
+        for variant in SINGLE_VARIANTS
+    }
+
+
 def bench_floors(args: argparse.Namespace, url: str, db: str, progress: Progress) -> dict[str, Any]:
     """The bulk statements on the database side against what any exact
     maintenance must pay (workloads.floors), median of --repeat runs."""
@@ -279,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         ("bulk" in sections) * len(BULK_VARIANTS) * args.repeat
         + ("single" in sections) * (len(SINGLE_VARIANTS) * (1 + 3 * args.repeat))
         + ("statements" in sections) * (len(SINGLE_VARIANTS) * (1 + 3 * args.repeat))
+        + ("connections" in sections) * (len(SINGLE_VARIANTS) + 1)
         + ("reads" in sections) + ("repair" in sections)
         + ("scaling" in sections) * sum(len(variants) for _, _, variants in scaling)
         + ("floors" in sections) * args.repeat
@@ -295,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             results["single"] = bench_single(args, url, db, database, progress)
         if "statements" in sections:
             results["statements"] = bench_statements(args, url, db, progress)
+        if "connections" in sections:
+            results["connections"] = bench_connections(args, url, db, progress)
         if "reads" in sections:
             progress.step(f"reads: top-50 over {args.read_books:,} books")
             results["reads"] = worker(url, db, task="reads", n=args.read_books, parents=args.read_authors,

@@ -298,6 +298,33 @@ def statement_cost(variant: str, script: str, n: int, parents: int, books: int, 
     return {"us": seconds / n * 1e6}
 
 
+def first_writes(variants: list[str], connections: int, parents: int, books: int, seed: int = 1) -> dict[str, Any]:
+    """Each one-row write in a connection of its own, as Django opens one per
+    request by default (``CONN_MAX_AGE = 0``): milliseconds of the session's
+    first statement, which loads PL/pgSQL, compiles the trigger functions it
+    fires and plans their statements, and of the same statement again on
+    other rows, which reuses all of that. The variants take turns, connection
+    by connection, so each round's figures are minutes, not a run, apart."""
+    rng = random.Random(seed)
+    timings: dict[str, dict[str, dict[str, list[float]]]] = {
+        v: {s: {"first": [], "again": []} for s in STATEMENTS} for v in variants
+    }
+    for _ in range(connections):
+        for script in STATEMENTS:
+            for variant in variants:
+                connection.close()
+                connection.ensure_connection()
+                for run in ("first", "again"):
+                    statement = statement_for(variant, script, a=str(rng.randint(1, parents)),
+                                              b=str(rng.randint(1, books)), pages=str(rng.randint(1, PAGES)))
+                    with connection.cursor() as cursor:
+                        started = time.perf_counter()
+                        cursor.execute(statement)
+                        timings[variant][script][run].append((time.perf_counter() - started) * 1000)
+    connection.close()
+    return {"ms": timings, "drift": {variant: drift(variant) for variant in variants}}
+
+
 def check_drift(variant: str) -> dict[str, Any]:
     return {"drift": drift(variant)}
 
