@@ -303,8 +303,10 @@ def first_writes(variants: list[str], connections: int, parents: int, books: int
     request by default (``CONN_MAX_AGE = 0``): milliseconds of the session's
     first statement, which loads PL/pgSQL, compiles the trigger functions it
     fires and plans their statements, and of the same statement again on
-    other rows, which reuses all of that. The variants take turns, connection
-    by connection, so each round's figures are minutes, not a run, apart."""
+    other rows, which finds the library loaded and the functions compiled
+    (PostgreSQL still plans a statement that takes parameters anew for its
+    first five runs). The variants take turns, connection by connection, so
+    the figures paired in the report were taken milliseconds apart."""
     rng = random.Random(seed)
     timings: dict[str, dict[str, dict[str, list[float]]]] = {
         v: {s: {"first": [], "again": []} for s in STATEMENTS} for v in variants
