@@ -27,7 +27,7 @@ def script_text(variant: str, script: str, parents: int, books: int) -> str:
 def pgbench_binary() -> str:
     """The pgbench of the embedded server's PostgreSQL if installed, else PATH's."""
     try:
-        import pgserver  # type: ignore[import-untyped]
+        import pgserver
 
         bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
         if bundled.exists():
