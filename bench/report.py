@@ -203,7 +203,7 @@ def tables(results: dict[str, Any]) -> str:
         rows.append(["drift after the run"] + [_drift(connections, v) for v in variants])
         out += ["", f"First writes: each statement first in a new connection, then again on other rows "
                 f"(median of {results['settings']['connections']} connections per variant and statement; "
-                f"in parentheses, the median difference from the no-rules connection beside it)",
+                f"in parentheses, the median difference from the no-rules connection of the same turn)",
                 _table(["statement"] + variants, rows)]
     if "reads" in results:
         r = results["reads"]
