@@ -170,13 +170,18 @@ def bench_bulk(args: argparse.Namespace, url: str, db: str, progress: Progress) 
     return summary
 
 
+def setup_single_row_tables(args: argparse.Namespace, url: str, db: str, progress: Progress, section: str) -> None:
+    """Fresh tables of every single-row variant (workloads.single_row_setup)."""
+    for variant in SINGLE_VARIANTS:
+        progress.step(f"{section} setup {variant}")
+        worker(url, db, task="single_row_setup", variant=variant, n=args.books, parents=args.authors)
+
+
 def bench_single(args: argparse.Namespace, url: str, db: str, database: dict[str, Any], progress: Progress) -> dict[str, Any]:
     from bench import pgbench
 
     books = args.books
-    for variant in SINGLE_VARIANTS:
-        progress.step(f"single-row setup {variant}")
-        worker(url, db, task="single_row_setup", variant=variant, n=books, parents=args.authors)
+    setup_single_row_tables(args, url, db, progress, "single-row")
     tps: dict[str, dict[str, list[float]]] = {v: {s: [] for s in pgbench.SCRIPTS} for v in SINGLE_VARIANTS}
     failed: dict[str, dict[str, int]] = {v: {s: 0 for s in pgbench.SCRIPTS} for v in SINGLE_VARIANTS}
     for attempt in range(args.repeat):
@@ -203,9 +208,7 @@ def bench_statements(args: argparse.Namespace, url: str, db: str, progress: Prog
     """The single-row scripts again, timed inside the server (workloads.statement_cost)."""
     from bench.workloads import STATEMENTS
 
-    for variant in SINGLE_VARIANTS:
-        progress.step(f"statement loop setup {variant}")
-        worker(url, db, task="single_row_setup", variant=variant, n=args.books, parents=args.authors)
+    setup_single_row_tables(args, url, db, progress, "statement loop")
     micros: dict[str, dict[str, list[float]]] = {v: {s: [] for s in STATEMENTS} for v in SINGLE_VARIANTS}
     for attempt in range(args.repeat):
         for script in STATEMENTS:
@@ -225,9 +228,7 @@ def bench_statements(args: argparse.Namespace, url: str, db: str, progress: Prog
 def bench_connections(args: argparse.Namespace, url: str, db: str, progress: Progress) -> dict[str, Any]:
     """The single-row statements, each first in a new connection and then
     again (workloads.first_writes)."""
-    for variant in SINGLE_VARIANTS:
-        progress.step(f"first-write setup {variant}")
-        worker(url, db, task="single_row_setup", variant=variant, n=args.books, parents=args.authors)
+    setup_single_row_tables(args, url, db, progress, "first-write")
     progress.step(f"first writes: {args.connections} new connections per variant and statement")
     measured = worker(url, db, task="first_writes", variants=SINGLE_VARIANTS, connections=args.connections,
                       parents=args.authors, books=args.books)
